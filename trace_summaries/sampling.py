@@ -1,0 +1,300 @@
+"""Which traces of a team-hour get summarized, and their events.
+
+A trace belongs to the hour of its *first* event, so a trace that runs across an hour boundary is summarized
+exactly once. The sample is capped, and the cap must not favour any kind of trace: rows are ordered by a hash
+of the trace id (not ``rand()``, which breaks re-runs, and not "newest first", which biases towards the end
+of the hour), so the same data always yields the same sample.
+
+Two queries per team-hour, whatever the sample size: one that ranks and guards the traces of the window, one
+that fetches every event of the selected traces. Both are parameterized on the server; no input is ever
+formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from clickhouse_connect.driver.client import Client
+from pydantic import BaseModel, ConfigDict, Field
+
+AI_EVENT_TYPES: tuple[str, ...] = (
+    "$ai_trace",
+    "$ai_span",
+    "$ai_generation",
+    "$ai_embedding",
+    "$ai_metric",
+    "$ai_feedback",
+)
+
+# Traces dropped by a size guard are counted per guard; events without a trace id are no trace at all and
+# are counted as events (``events_without_trace_id``).
+GuardExclusion = Literal["too_many_events", "too_large"]
+GUARD_EXCLUSIONS: tuple[GuardExclusion, ...] = ("too_many_events", "too_large")
+
+# How many excluded trace ids of each reason are reported back (the counts are always complete).
+EXCLUDED_EXAMPLES = 10
+
+
+class SamplingConfig(BaseModel):
+    """The guards of the original pipeline, plus how far around the hour a trace's events may lie."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_traces: int = Field(default=100, ge=0)
+    max_trace_events: int = Field(default=50, ge=1)
+    max_trace_properties_chars: int = Field(default=2_000_000, ge=1)
+    # Events of a trace are looked for this far before and after the hour: far enough before to see that a
+    # trace started in the previous hour (and so is not ours), far enough after to fetch a trace that runs on.
+    trace_margin_minutes: int = Field(default=60, ge=0, le=24 * 60)
+
+
+class TraceEvent(BaseModel):
+    """One event of a sampled trace, with its properties decoded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uuid: str
+    event: str
+    timestamp: datetime
+    properties: dict[str, Any]
+
+
+class SampledTrace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: str
+    first_timestamp: datetime
+    event_count: int
+    properties_chars: int
+    events: list[TraceEvent]
+    # Rows of this trace whose properties are not a JSON object: reported, not rendered.
+    malformed_event_uuids: list[str] = Field(default_factory=list)
+
+
+class SamplingStats(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    traces_in_window: int = 0
+    traces_eligible: int = 0
+    traces_selected: int = 0
+    traces_excluded: dict[str, int] = Field(default_factory=dict)
+    excluded_examples: dict[str, list[str]] = Field(default_factory=dict)
+    events_without_trace_id: int = 0
+    events_fetched: int = 0
+    malformed_rows: int = 0
+    malformed_event_uuids: list[str] = Field(default_factory=list)
+    duplicate_events_dropped: int = 0
+    select_query_seconds: float = 0.0
+    fetch_query_seconds: float = 0.0
+
+
+class TeamHourSample(BaseModel):
+    """The sampled traces of one team and one window: the unit every later stage works on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    team_id: int
+    window_start: datetime
+    window_end: datetime
+    traces: list[SampledTrace]
+    stats: SamplingStats
+
+    def to_jsonl(self) -> bytes:
+        """JSON lines: a header line (team, window, stats), then one trace per line; readable by any tool."""
+        header = self.model_dump_json(exclude={"traces"})
+        return "\n".join([header, *(trace.model_dump_json() for trace in self.traces)]).encode() + b"\n"
+
+    @classmethod
+    def from_jsonl(cls, data: bytes) -> TeamHourSample:
+        header, *lines = data.decode().splitlines()
+        sample = cls.model_validate_json(header.replace("{", '{"traces":[],', 1))
+        sample.traces = [SampledTrace.model_validate_json(line) for line in lines if line]
+        return sample
+
+
+SELECT_TRACES_SQL = """
+SELECT trace_id, first_timestamp, event_count, properties_chars, exclusion, group_size, group_events,
+       malformed_in_window
+FROM (
+    SELECT trace_id, first_timestamp, event_count, properties_chars, exclusion,
+           row_number() OVER (PARTITION BY exclusion ORDER BY cityHash64(trace_id), trace_id) AS rank,
+           count() OVER (PARTITION BY exclusion) AS group_size,
+           sum(event_count) OVER (PARTITION BY exclusion) AS group_events,
+           sum(malformed_rows) OVER () AS malformed_in_window
+    FROM (
+        SELECT ai_trace_id AS trace_id,
+               min(timestamp) AS first_timestamp,
+               count() AS event_count,
+               sum(length(properties)) AS properties_chars,
+               countIf(NOT isValidJSON(properties)) AS malformed_rows,
+               multiIf(
+                   trace_id = '', 'empty_trace_id',
+                   event_count > {max_trace_events:UInt64}, 'too_many_events',
+                   properties_chars > {max_trace_properties_chars:UInt64}, 'too_large',
+                   ''
+               ) AS exclusion
+        FROM events
+        WHERE team_id = {team_id:Int64}
+          AND event IN {event_types:Array(String)}
+          AND timestamp >= {scan_start:DateTime64(6, 'UTC')}
+          AND timestamp < {scan_end:DateTime64(6, 'UTC')}
+        GROUP BY trace_id
+        HAVING first_timestamp >= {window_start:DateTime64(6, 'UTC')}
+           AND first_timestamp < {window_end:DateTime64(6, 'UTC')}
+    )
+)
+WHERE (exclusion = '' AND rank <= {max_traces:UInt64})
+   OR (exclusion != '' AND rank <= {excluded_examples:UInt64})
+ORDER BY exclusion, rank
+"""
+
+FETCH_EVENTS_SQL = """
+SELECT toString(uuid) AS uuid, event, timestamp, properties, ai_trace_id
+FROM events
+WHERE team_id = {team_id:Int64}
+  AND event IN {event_types:Array(String)}
+  AND timestamp >= {scan_start:DateTime64(6, 'UTC')}
+  AND timestamp < {scan_end:DateTime64(6, 'UTC')}
+  AND ai_trace_id IN {trace_ids:Array(String)}
+ORDER BY ai_trace_id, timestamp, uuid
+"""
+
+
+def as_utc(value: datetime) -> datetime:
+    """ClickHouse drivers return naive datetimes for UTC columns; every datetime here is tz-aware UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def decode_properties(raw: str) -> dict[str, Any] | None:
+    """The properties object of a row, or None when the row's JSON is malformed or not an object."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def sample_team_hour(
+    client: Client,
+    team_id: int,
+    window_start: datetime,
+    window_end: datetime,
+    config: SamplingConfig | None = None,
+) -> TeamHourSample:
+    config = config or SamplingConfig()
+    window_start, window_end = as_utc(window_start), as_utc(window_end)
+    if window_end <= window_start:
+        raise ValueError(f"empty sampling window [{window_start}, {window_end})")
+    margin = timedelta(minutes=config.trace_margin_minutes)
+    scope: dict[str, Any] = {
+        "team_id": team_id,
+        "event_types": list(AI_EVENT_TYPES),
+        "scan_start": window_start - margin,
+        "scan_end": window_end + margin,
+    }
+    stats = SamplingStats(traces_excluded=dict.fromkeys(GUARD_EXCLUSIONS, 0))
+
+    started = time.perf_counter()
+    selected = _select_traces(client, scope, window_start, window_end, config, stats)
+    stats.select_query_seconds = round(time.perf_counter() - started, 4)
+
+    started = time.perf_counter()
+    traces = _fetch_traces(client, scope, selected, stats)
+    stats.fetch_query_seconds = round(time.perf_counter() - started, 4)
+    return TeamHourSample(
+        team_id=team_id, window_start=window_start, window_end=window_end, traces=traces, stats=stats
+    )
+
+
+def _select_traces(
+    client: Client,
+    scope: dict[str, Any],
+    window_start: datetime,
+    window_end: datetime,
+    config: SamplingConfig,
+    stats: SamplingStats,
+) -> list[SampledTrace]:
+    result = client.query(
+        SELECT_TRACES_SQL,
+        parameters={
+            **scope,
+            "window_start": window_start,
+            "window_end": window_end,
+            "max_trace_events": config.max_trace_events,
+            "max_trace_properties_chars": config.max_trace_properties_chars,
+            "max_traces": config.max_traces,
+            "excluded_examples": EXCLUDED_EXAMPLES,
+        },
+    )
+    selected: list[SampledTrace] = []
+    for trace_id, first_ts, event_count, chars, exclusion, group_size, group_events, malformed in (
+        result.result_rows
+    ):
+        stats.malformed_rows = int(malformed)
+        if exclusion == "":
+            stats.traces_eligible = int(group_size)
+            selected.append(
+                SampledTrace(
+                    trace_id=trace_id,
+                    first_timestamp=as_utc(first_ts),
+                    event_count=int(event_count),
+                    properties_chars=int(chars),
+                    events=[],
+                )
+            )
+            continue
+        if exclusion == "empty_trace_id":
+            stats.events_without_trace_id = int(group_events)
+            continue
+        stats.traces_excluded[exclusion] = int(group_size)
+        stats.excluded_examples.setdefault(exclusion, []).append(trace_id)
+    stats.traces_in_window = stats.traces_eligible + sum(stats.traces_excluded.values())
+    stats.traces_selected = len(selected)
+    return selected
+
+
+def _fetch_traces(
+    client: Client, scope: dict[str, Any], selected: Sequence[SampledTrace], stats: SamplingStats
+) -> list[SampledTrace]:
+    if not selected:
+        return []
+    by_id = {trace.trace_id: trace for trace in selected}
+    result = client.query(FETCH_EVENTS_SQL, parameters={**scope, "trace_ids": list(by_id)})
+    seen: set[str] = set()
+    for uuid, event, timestamp, raw_properties, trace_id in result.result_rows:
+        if uuid in seen:
+            # At-least-once ingestion can insert an event twice; the trace must not show it twice.
+            stats.duplicate_events_dropped += 1
+            continue
+        seen.add(uuid)
+        trace = by_id[trace_id]
+        properties = decode_properties(raw_properties)
+        if properties is None:
+            trace.malformed_event_uuids.append(uuid)
+            stats.malformed_event_uuids.append(uuid)
+            continue
+        _replace_non_finite(properties)
+        trace.events.append(
+            TraceEvent(uuid=uuid, event=event, timestamp=as_utc(timestamp), properties=properties)
+        )
+    stats.events_fetched = len(seen)
+    # Keep the hash order of the selection: it is the order summaries are requested in.
+    return list(by_id.values())
+
+
+def _replace_non_finite(value: Any) -> Any:
+    """NaN and Infinity parse from JSON but cannot be written back as JSON: make them strings, in place."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _replace_non_finite(item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            value[index] = _replace_non_finite(item)
+    return value

@@ -1,0 +1,64 @@
+"""Several Dagster runs, each its own process, sharing one embedded chDB directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from trace_summaries.defs.io_managers import partition_object_name
+from trace_summaries.sampling import TeamHourSample
+from trace_summaries.store import TraceStore
+from trace_summaries_tests.support.events import ai_event
+
+HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+TEAMS = ["1", "2", "3"]
+
+
+def test_three_team_partitions_run_at_once_on_one_embedded_store(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    store = TraceStore(f"chdb://{data_dir / 'clickhouse'}")
+    store.insert_events(
+        [
+            ai_event(int(team), f"trace-{team}-{i}", HOUR + timedelta(minutes=i), index=j)
+            for team in TEAMS
+            for i in range(int(team) * 2)
+            for j in range(3)
+        ]
+    )
+    with dg.DagsterInstance.local_temp(str(home)) as instance:
+        instance.add_dynamic_partitions("teams", TEAMS)
+
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "TRACE_SUMMARIES_DATA_DIR": str(data_dir),
+        "TRACE_SUMMARIES_START_DATE": "2026-11-01",
+    }
+    env.pop("TRACE_SUMMARIES_CLICKHOUSE_DSN", None)
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    runs = [
+        subprocess.Popen(
+            [dagster, "asset", "materialize", "-m", "trace_summaries.definitions",
+             "--select", "sampled_traces", "--partition", f"2026-11-20-09:00|{team}"],
+            env=env, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for team in TEAMS
+    ]
+    outputs = [run.communicate(timeout=240)[0] for run in runs]
+
+    for run, output in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, output[-3000:]
+        assert "RUN_SUCCESS" in output
+    for team in TEAMS:
+        path = data_dir / "intermediate" / partition_object_name("sampled_traces", f"2026-11-20-09:00|{team}")
+        sample = TeamHourSample.from_jsonl(path.read_bytes())
+        assert sample.team_id == int(team)
+        assert len(sample.traces) == int(team) * 2
+        assert all(len(trace.events) == 3 for trace in sample.traces)
