@@ -232,9 +232,16 @@ def _select_traces(
         },
     )
     selected: list[SampledTrace] = []
-    for trace_id, first_ts, event_count, chars, exclusion, group_size, group_events, malformed in (
-        result.result_rows
-    ):
+    for (
+        trace_id,
+        first_ts,
+        event_count,
+        chars,
+        exclusion,
+        group_size,
+        group_events,
+        malformed,
+    ) in result.result_rows:
         stats.malformed_rows = int(malformed)
         if exclusion == "":
             stats.traces_eligible = int(group_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,12 +14,33 @@ import dagster as dg
 import pytest
 
 from trace_summaries.store import TraceStore
+from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
+
+pytest_plugins = ["trace_summaries_tests.support.fixtures_llm"]
+
+HTTP_PASSWORD = "ch-test-password"
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> TraceStore:
-    """A fresh embedded ClickHouse (chDB) store."""
-    trace_store = TraceStore(f"chdb://{tmp_path / 'clickhouse'}")
+@pytest.fixture(scope="session")
+def clickhouse_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseHTTPServer]:
+    """One ClickHouse HTTP front (over its own chDB process) for the session; tests get their own database."""
+    with clickhouse_http_server(
+        tmp_path_factory.mktemp("clickhouse-http"), user="trace_summaries", password=HTTP_PASSWORD
+    ) as server:
+        yield server
+
+
+@pytest.fixture(params=["chdb", "http"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> TraceStore:
+    """A fresh, empty trace store on each ClickHouse path: embedded chDB, and the HTTP interface."""
+    if request.param == "chdb":
+        trace_store = TraceStore(f"chdb://{tmp_path / 'clickhouse'}")
+    else:
+        server: ClickHouseHTTPServer = request.getfixturevalue("clickhouse_http")
+        database = f"test_{uuid.uuid4().hex[:12]}"
+        with TraceStore(server.dsn).session() as client:
+            client.command(f"CREATE DATABASE {database}")
+        trace_store = TraceStore(server.dsn.removesuffix("/default") + f"/{database}")
     trace_store.ensure_schema()
     return trace_store
 

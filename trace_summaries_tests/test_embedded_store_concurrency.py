@@ -45,9 +45,22 @@ def test_three_team_partitions_run_at_once_on_one_embedded_store(tmp_path: Path)
     dagster = str(Path(sys.executable).with_name("dagster"))
     runs = [
         subprocess.Popen(
-            [dagster, "asset", "materialize", "-m", "trace_summaries.definitions",
-             "--select", "sampled_traces", "--partition", f"2026-11-20-09:00|{team}"],
-            env=env, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                dagster,
+                "asset",
+                "materialize",
+                "-m",
+                "trace_summaries.definitions",
+                "--select",
+                "sampled_traces",
+                "--partition",
+                f"2026-11-20-09:00|{team}",
+            ],
+            env=env,
+            cwd=Path(__file__).parents[1],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for team in TEAMS
     ]

@@ -74,7 +74,9 @@ def test_guards_follow_the_config(store: TraceStore) -> None:
     at = HOUR + timedelta(minutes=1)
     store.insert_events([ai_event(TEAM, "three", at, index=i) for i in range(3)])
     assert sample(store, SamplingConfig(max_trace_events=2)).traces == []
-    assert sample(store, SamplingConfig(max_trace_properties_chars=10)).stats.traces_excluded["too_large"] == 1
+    assert (
+        sample(store, SamplingConfig(max_trace_properties_chars=10)).stats.traces_excluded["too_large"] == 1
+    )
 
 
 def test_cap_is_deterministic_and_independent_of_insert_order(tmp_path) -> None:
@@ -82,9 +84,7 @@ def test_cap_is_deterministic_and_independent_of_insert_order(tmp_path) -> None:
     picks = []
     for name, order in (("forward", trace_ids), ("reverse", trace_ids[::-1])):
         store = TraceStore(f"chdb://{tmp_path / name}")
-        store.insert_events(
-            [ai_event(TEAM, tid, HOUR + timedelta(seconds=i)) for i, tid in enumerate(order)]
-        )
+        store.insert_events([ai_event(TEAM, tid, HOUR + timedelta(seconds=i)) for i, tid in enumerate(order)])
         first = [trace.trace_id for trace in sample(store, SamplingConfig(max_traces=10)).traces]
         again = [trace.trace_id for trace in sample(store, SamplingConfig(max_traces=10)).traces]
         assert first == again

@@ -4,7 +4,6 @@ Both handle ranged runs (a backfill or a sharded schedule tick covers many parti
 and inputs are dicts keyed by partition key.
 """
 
-
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +11,12 @@ from pathlib import Path
 import dagster as dg
 
 from trace_summaries import settings
+from trace_summaries.defs.partitions import team_hour
+from trace_summaries.defs.resources import ClickHouseResource
+from trace_summaries.partition_summaries import PartitionSummaries
 from trace_summaries.sampling import TeamHourSample
+from trace_summaries.store.summary_event_rows import read_summary_events, replace_summary_events
+from trace_summaries.summary_events import SummaryEvent
 
 
 def partition_object_name(asset: str, partition_key: str) -> str:
@@ -49,3 +53,43 @@ class SampleIOManager(dg.ConfigurableIOManager):
 
 def sample_io_manager() -> SampleIOManager:
     return SampleIOManager(base_dir=str(settings.intermediate_dir()))
+
+
+class SummaryEventsIOManager(dg.ConfigurableIOManager):
+    """Writes each partition's `$ai_trace_summary` events into the events table, replacing earlier ones.
+
+    ``load_input`` reads them back from the table, so downstream assets consume exactly what was written.
+    """
+
+    clickhouse: dg.ResourceDependency[ClickHouseResource]
+
+    def handle_output(self, context: dg.OutputContext, obj: dict[str, PartitionSummaries]) -> None:
+        written = 0
+        with self.clickhouse.session() as client:
+            for summaries in obj.values():
+                written += replace_summary_events(
+                    client,
+                    team_id=summaries.team_id,
+                    window_start=summaries.window_start,
+                    window_end=summaries.window_end,
+                    mode=summaries.mode,
+                    events=summaries.events,
+                )
+        context.add_output_metadata({"events_written": written, "sink": self.clickhouse.store.describe()})
+
+    def load_input(self, context: dg.InputContext) -> dict[str, list[SummaryEvent]]:
+        loaded: dict[str, list[SummaryEvent]] = {}
+        with self.clickhouse.session() as client:
+            for key in context.asset_partition_keys:
+                partition = team_hour(key)
+                loaded[partition.key] = read_summary_events(
+                    client,
+                    team_id=partition.team_id,
+                    window_start=partition.window_start,
+                    window_end=partition.window_end,
+                )
+        return loaded
+
+
+def summary_events_io_manager(clickhouse: ClickHouseResource) -> SummaryEventsIOManager:
+    return SummaryEventsIOManager(clickhouse=clickhouse)

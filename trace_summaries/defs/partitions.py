@@ -1,6 +1,5 @@
 """The hour x team partitioning, declared once and imported everywhere else."""
 
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime

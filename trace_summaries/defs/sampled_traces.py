@@ -1,6 +1,5 @@
 """The first asset: the sampled traces of each (hour, team) partition."""
 
-
 from typing import Any
 
 import dagster as dg

@@ -1,0 +1,118 @@
+"""The `trace_summaries` asset: one structured summary per sampled trace, written as events."""
+
+import statistics
+from typing import Any, Literal
+
+import dagster as dg
+
+from trace_summaries.defs.partitions import TEAM_HOUR
+from trace_summaries.defs.resources import LLMResource
+from trace_summaries.partition_summaries import PartitionSummaries, RenderOptions, summarize_partition_sync
+from trace_summaries.sampling import TeamHourSample
+
+
+class TraceSummariesConfig(dg.Config):
+    mode: Literal["minimal", "detailed"] = "detailed"
+    model: str | None = None  # None: the resource's model (TRACE_SUMMARIES_LLM_MODEL or gpt-4.1-nano)
+    batch_size: int = 5
+    max_attempts: int = 4
+    # Render traces nested under their parents and reference repeated system prompts and tool lists.
+    nest_and_dedupe: bool = True
+    max_text_length: int = 2_000_000
+
+
+@dg.asset(
+    partitions_def=TEAM_HOUR,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="summary_events_io_manager",
+    pool="llm",
+    kinds={"openai", "clickhouse"},
+    group_name="trace_summaries",
+)
+def trace_summaries(
+    context: dg.AssetExecutionContext,
+    config: TraceSummariesConfig,
+    sampled_traces: dict[str, TeamHourSample],
+    llm: LLMResource,
+) -> dict[str, PartitionSummaries]:
+    """Renders each sampled trace, summarizes it, and emits one `$ai_trace_summary` event per trace."""
+    summarizer = llm.summarizer(model=config.model, max_attempts=config.max_attempts)
+    render = RenderOptions(
+        max_length=config.max_text_length, nest=config.nest_and_dedupe, dedupe=config.nest_and_dedupe
+    )
+    results: dict[str, PartitionSummaries] = {}
+    for key, sample in sampled_traces.items():
+        results[key] = summarize_partition_sync(
+            sample,
+            summarizer,
+            mode=config.mode,
+            batch_size=config.batch_size,
+            render=render,
+            on_progress=_progress_logger(context, key),
+        )
+        counts = results[key].counts()
+        context.log.info(f"{key}: {counts} {results[key].reasons('failed') or ''}")
+        systemic = results[key].systemic_failure()
+        if systemic is not None:
+            raise dg.Failure(
+                description=(
+                    f"every trace of {key} failed with '{systemic}': check the LLM configuration "
+                    f"(OPENAI_API_KEY, OPENAI_BASE_URL, model {config.model or llm.model!r})"
+                ),
+                metadata=summary_metadata(list(results.values())),
+            )
+    context.add_output_metadata(summary_metadata(list(results.values())))
+    return results
+
+
+def _progress_logger(context: dg.AssetExecutionContext, key: str) -> Any:
+    """Logs at every tenth of the partition, so a user watching the run sees it move."""
+    last_logged = [-1]
+
+    def log(done: int, total: int, failed: int) -> None:
+        step = max(1, total // 10)
+        if done == total or done // step != last_logged[0]:
+            last_logged[0] = done // step
+            context.log.info(f"{key}: summarized {done}/{total}, {failed} failed")
+
+    return log
+
+
+def summary_metadata(results: list[PartitionSummaries]) -> dict[str, Any]:
+    outcomes = [outcome for result in results for outcome in result.outcomes]
+    latencies = sorted(o.latency_s for o in outcomes if o.latency_s is not None and o.status == "generated")
+    skipped: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    for result in results:
+        for reason, count in result.reasons("skipped").items():
+            skipped[reason] = skipped.get(reason, 0) + count
+        for reason, count in result.reasons("failed").items():
+            failed[reason] = failed.get(reason, 0) + count
+    generated = [o for o in outcomes if o.status == "generated"]
+    return {
+        "partitions": len(results),
+        "queried": len(outcomes),
+        "generated": len(generated),
+        "skipped": sum(skipped.values()),
+        "failed": sum(failed.values()),
+        "skipped_by_reason": dg.MetadataValue.json(skipped),
+        "failed_by_reason": dg.MetadataValue.json(failed),
+        "input_tokens": sum(o.input_tokens for o in outcomes),
+        "output_tokens": sum(o.output_tokens for o in outcomes),
+        "cost_usd": round(sum(o.cost_usd for o in outcomes), 6),
+        "llm_latency_p50_s": round(statistics.median(latencies), 3) if latencies else 0.0,
+        "llm_latency_p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 3) if latencies else 0.0,
+        "line_refs_invalid": sum(o.line_refs_invalid for o in outcomes),
+        "preview": dg.MetadataValue.md(_preview(results)),
+        "dagster/row_count": len(generated),
+    }
+
+
+def _preview(results: list[PartitionSummaries], limit: int = 3) -> str:
+    lines: list[str] = []
+    for event in [event for result in results for event in result.events][:limit]:
+        props = event.properties
+        lines.append(f"### {props.title}\n`{props.trace_id}` ({props.provider}, {props.model})\n")
+        lines += [f"- {bullet.text} ({bullet.line_refs})" for bullet in props.bullets]
+        lines.append("")
+    return "\n".join(lines) or "_no summaries generated_"

@@ -1,0 +1,195 @@
+"""Summarize every sampled trace of one team-hour: render, call the summarizer, build the events.
+
+One trace failing never fails the partition: each trace ends as ``generated``, ``skipped`` (with a reason)
+or ``failed`` (with a reason). Only a *systemic* failure, every trace failing for the same reason that no
+trace could have avoided (bad credentials, an unknown model), is raised, because then retrying the partition
+as-is is pointless and the operator must act.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trace_summaries.sampling import SampledTrace, TeamHourSample
+from trace_summaries.summarize import (
+    Summarizer,
+    SummaryMode,
+    TraceSummaryResult,
+    summarize_many,
+    systemic_failure_reason,
+)
+from trace_summaries.summary_events import SummaryEvent, batch_run_id, build_summary_event
+from trace_summaries.text_repr import TraceText, format_trace
+
+TraceStatus = Literal["generated", "skipped", "failed"]
+
+
+class TraceOutcome(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: str
+    status: TraceStatus
+    reason: str | None = None
+    # The endpoint's message for a failure (status and text), for the logs; never a secret.
+    error: str | None = None
+    event: SummaryEvent | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float | None = None
+    attempts: int = 0
+    line_refs_invalid: int = 0
+
+
+class PartitionSummaries(BaseModel):
+    """The outcome of one (hour, team) partition; its generated events are what the IO manager writes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    team_id: int
+    window_start: datetime
+    window_end: datetime
+    mode: SummaryMode
+    batch_run_id: str
+    outcomes: list[TraceOutcome] = Field(default_factory=list)
+    # The raw results of the summarizer, kept for the systemic-failure decision; not serialized.
+    summaries: list[TraceSummaryResult] = Field(default_factory=list, exclude=True)
+
+    @property
+    def events(self) -> list[SummaryEvent]:
+        return [outcome.event for outcome in self.outcomes if outcome.event is not None]
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(outcome.status for outcome in self.outcomes))
+
+    def reasons(self, status: TraceStatus) -> dict[str, int]:
+        return dict(Counter(o.reason or "unknown" for o in self.outcomes if o.status == status))
+
+    def systemic_failure(self) -> str | None:
+        """The shared reason when every summarized trace failed for one endpoint-level cause, else None."""
+        if not self.summaries or any(outcome.status == "generated" for outcome in self.outcomes):
+            return None
+        return systemic_failure_reason(self.summaries)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How traces are rendered for the LLM; nesting and de-duplication cut tokens on agent traces."""
+
+    max_length: int = 2_000_000
+    nest: bool = True
+    dedupe: bool = True
+
+    def render(self, trace: SampledTrace) -> TraceText:
+        events = [event.model_dump() for event in trace.events]
+        return format_trace(events, max_length=self.max_length, nest=self.nest, dedupe=self.dedupe)
+
+
+ProgressCallback = Callable[[int, int, int], None]
+
+
+async def summarize_partition(
+    sample: TeamHourSample,
+    summarizer: Summarizer,
+    *,
+    mode: SummaryMode,
+    batch_size: int,
+    render: RenderOptions,
+    on_progress: ProgressCallback | None = None,
+) -> PartitionSummaries:
+    result = PartitionSummaries(
+        team_id=sample.team_id,
+        window_start=sample.window_start,
+        window_end=sample.window_end,
+        mode=mode,
+        batch_run_id=batch_run_id(sample.team_id, sample.window_start),
+    )
+    renderable: dict[str, tuple[SampledTrace, TraceText]] = {}
+    skipped: dict[str, TraceOutcome] = {}
+    for trace in sample.traces:
+        reason = _skip_reason(trace)
+        if reason is not None:
+            skipped[trace.trace_id] = TraceOutcome(trace_id=trace.trace_id, status="skipped", reason=reason)
+            continue
+        renderable[trace.trace_id] = (trace, render.render(trace))
+
+    items = [
+        (trace_id, text, [event.model_dump() for event in trace.events])
+        for trace_id, (trace, text) in renderable.items()
+    ]
+    summaries = await summarize_many(summarizer, items, mode, batch_size=batch_size, on_progress=on_progress)
+    result.summaries = list(summaries.values())
+    for trace in sample.traces:
+        if trace.trace_id in skipped:
+            result.outcomes.append(skipped[trace.trace_id])
+            continue
+        _, text = renderable[trace.trace_id]
+        result.outcomes.append(_outcome(sample, trace, text, mode, summaries[trace.trace_id]))
+    return result
+
+
+def summarize_partition_sync(
+    sample: TeamHourSample, summarizer: Summarizer, **kwargs: Any
+) -> PartitionSummaries:
+    return asyncio.run(summarize_partition(sample, summarizer, **kwargs))
+
+
+def _skip_reason(trace: SampledTrace) -> str | None:
+    if not trace.events:
+        return "malformed_events" if trace.malformed_event_uuids else "empty_trace"
+    if all(event.event == "$ai_trace" for event in trace.events):
+        return "empty_trace"
+    return None
+
+
+def _outcome(
+    sample: TeamHourSample,
+    trace: SampledTrace,
+    text: TraceText,
+    mode: SummaryMode,
+    summary: TraceSummaryResult,
+) -> TraceOutcome:
+    accounting: Mapping[str, Any] = {
+        "input_tokens": summary.input_tokens,
+        "output_tokens": summary.output_tokens,
+        "cost_usd": summary.cost_usd or 0.0,
+        "latency_s": summary.latency_s,
+        "attempts": summary.attempts,
+        "line_refs_invalid": summary.line_refs_invalid,
+    }
+    if summary.status != "generated" or summary.summary is None:
+        return TraceOutcome(
+            trace_id=trace.trace_id, status="failed", reason=summary.reason, error=summary.error, **accounting
+        )
+    response = summary.summary
+    event = build_summary_event(
+        team_id=sample.team_id,
+        window_start=sample.window_start,
+        window_end=sample.window_end,
+        trace_id=trace.trace_id,
+        trace_first_timestamp=trace.first_timestamp,
+        properties={
+            "mode": mode,
+            "title": response.title,
+            "flow_diagram": response.flow_diagram,
+            "bullets": [item.model_dump() for item in response.summary_bullets],
+            "interesting_notes": [item.model_dump() for item in response.interesting_notes],
+            "text_repr_length": len(text.text),
+            "event_count": sum(1 for event in trace.events if event.event != "$ai_trace"),
+            "model": summary.model,
+            "provider": summary.provider,
+            "prompt_version": summary.prompt_version,
+            "input_tokens": summary.input_tokens,
+            "output_tokens": summary.output_tokens,
+            "cost_usd": summary.cost_usd,
+            "line_refs_invalid": summary.line_refs_invalid,
+        },
+    )
+    return TraceOutcome(trace_id=trace.trace_id, status="generated", event=event, **accounting)
