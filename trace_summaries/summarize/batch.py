@@ -1,0 +1,89 @@
+"""Summarizing many traces with a bounded number of LLM calls in flight.
+
+A batch is the traces of one partition. At most ``batch_size`` summaries run at once, which is what an
+endpoint's rate limit and a laptop's sockets can take; a trace that fails (or a summarizer that raises)
+becomes a failed result, never an exception out of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from trace_summaries.summarize.modes import SummaryMode
+from trace_summaries.summarize.prompts import PROMPT_VERSION
+from trace_summaries.summarize.result import SYSTEMIC_REASONS, FailureReason, TraceSummaryResult
+from trace_summaries.summarize.settings import DEFAULT_BATCH_SIZE
+from trace_summaries.summarize.summarizer import Summarizer
+
+if TYPE_CHECKING:
+    from trace_summaries.text_repr import TraceText
+
+Key = TypeVar("Key", bound=Hashable)
+
+# Called after each trace: (done, total, failed so far).
+ProgressCallback = Callable[[int, int, int], None]
+
+
+async def summarize_many(
+    summarizer: Summarizer,
+    items: Sequence[tuple[Key, TraceText, Sequence[Any]]],
+    mode: SummaryMode,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: ProgressCallback | None = None,
+) -> dict[Key, TraceSummaryResult]:
+    """Summarize every ``(key, trace_text, events)``; the result has one entry per key, in input order."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    slots = asyncio.Semaphore(batch_size)
+    total = len(items)
+    done = failed = 0
+
+    async def one(trace_text: TraceText, events: Sequence[Any]) -> TraceSummaryResult:
+        nonlocal done, failed
+        async with slots:
+            result = await _summarize_safely(summarizer, trace_text, events, mode)
+        done += 1
+        failed += 0 if result.generated else 1
+        if on_progress is not None:
+            on_progress(done, total, failed)
+        return result
+
+    results = await asyncio.gather(*(one(text, events) for _, text, events in items))
+    return {key: result for (key, _, _), result in zip(items, results, strict=True)}
+
+
+async def _summarize_safely(
+    summarizer: Summarizer, trace_text: TraceText, events: Sequence[Any], mode: SummaryMode
+) -> TraceSummaryResult:
+    """A summarizer's bug fails its trace, not the batch; the message is kept for the logs."""
+    started = time.monotonic()
+    try:
+        return await summarizer.summarize(trace_text, events, mode)
+    except Exception as exc:
+        return TraceSummaryResult(
+            status="failed",
+            reason="internal_error",
+            error=f"{type(exc).__name__}: {exc}",
+            provider=summarizer.provider,
+            model=summarizer.model,
+            mode=mode,
+            prompt_version=PROMPT_VERSION,
+            latency_s=time.monotonic() - started,
+        )
+
+
+def systemic_failure_reason(results: Iterable[TraceSummaryResult]) -> FailureReason | None:
+    """The reason, when every trace failed for one reason that is about the endpoint, not the traces.
+
+    That is the signal to fail the run loudly (bad key, wrong URL, unknown model, provider down) rather than
+    record a partition of failed summaries. No results at all is not a failure.
+    """
+    reasons = {result.reason for result in results}
+    if len(reasons) != 1:
+        return None
+    (reason,) = reasons
+    return reason if reason in SYSTEMIC_REASONS else None

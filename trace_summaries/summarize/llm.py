@@ -1,0 +1,215 @@
+"""The LLM summarizer: one strict structured-output chat completion per trace, with our own retries.
+
+Built on the official SDK's ``AsyncOpenAI`` so that any OpenAI-compatible endpoint works through
+``base_url``. The SDK's retries are off (``max_retries=0``): this module retries with the policy of
+``retry.py`` and records every attempt and wait, which the SDK would hide. Each attempt is also bounded by an
+overall deadline, because the HTTP timeout only bounds each read and a server trickling bytes could
+otherwise hold a trace for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import openai
+from openai.types.chat import ChatCompletion
+
+from trace_summaries.summarize.line_refs import check_summary_refs, citable_lines
+from trace_summaries.summarize.modes import SummaryMode
+from trace_summaries.summarize.pricing import estimate_cost_usd
+from trace_summaries.summarize.prompts import PROMPT_VERSION, chat_messages
+from trace_summaries.summarize.result import FailureReason, Provider, TraceSummaryResult
+from trace_summaries.summarize.retry import TRANSIENT_REASONS, classify_api_error, retry_after_s
+from trace_summaries.summarize.schema import (
+    SummarizationResponse,
+    SummaryContentError,
+    parse_summary,
+    response_format,
+)
+from trace_summaries.summarize.settings import LLMSettings
+from trace_summaries.summarize.steps import trace_name
+
+if TYPE_CHECKING:
+    from trace_summaries.text_repr import TraceText
+
+# Sent as the bearer token when only a base URL is configured: local OpenAI-compatible servers (vLLM,
+# Ollama, LM Studio) ignore it, and the SDK refuses to start without one.
+NO_API_KEY = "not-needed"
+
+CONTENT_REASONS: frozenset[FailureReason] = frozenset({"invalid_json", "schema_violation", "empty_content"})
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What one chat completion call gave: a summary, or why not (and how long the server asked to wait)."""
+
+    summary: SummarizationResponse | None = None
+    reason: FailureReason | None = None
+    error: str | None = None
+    retry_after_s: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    request_id: str | None = None
+
+
+@dataclass
+class _Tally:
+    """What the attempts at one trace add up to."""
+
+    started: float
+    attempts: int = 0
+    content_failures: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    waits: list[float] = field(default_factory=list)
+    request_id: str | None = None
+
+    def add(self, attempt: _Attempt) -> None:
+        self.attempts += 1
+        self.input_tokens += attempt.input_tokens
+        self.output_tokens += attempt.output_tokens
+        self.request_id = attempt.request_id or self.request_id
+
+
+class LLMSummarizer:
+    """Summarizes traces through an OpenAI-compatible chat completions endpoint."""
+
+    provider: Provider = "openai"
+
+    def __init__(self, settings: LLMSettings, *, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self._rng = rng or random.Random()
+        # An ``AsyncOpenAI`` keeps pooled connections bound to the event loop that opened them; a Dagster
+        # asset runs one ``asyncio.run`` per partition, so each loop gets its own client.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+    def _client(self) -> openai.AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                api_key=self.settings.api_key or NO_API_KEY,
+                base_url=self.settings.base_url or None,
+                timeout=self.settings.timeout_s,
+                max_retries=0,
+            )
+            self._clients[loop] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop (its pooled connections)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+
+    async def __aenter__(self) -> LLMSummarizer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def summarize(
+        self, trace_text: TraceText, events: Sequence[Any], mode: SummaryMode
+    ) -> TraceSummaryResult:
+        """Summarize one trace; never raises for an endpoint problem, the result says what went wrong."""
+        policy = self.settings.retry_policy
+        messages = chat_messages(trace_text.text, trace_name(events), mode)
+        tally = _Tally(started=time.monotonic())
+        while True:
+            attempt = await self._attempt(messages)
+            tally.add(attempt)
+            if attempt.summary is not None:
+                summary, invalid = check_summary_refs(attempt.summary, citable_lines(trace_text))
+                return self._result(
+                    tally, mode, status="generated", summary=summary, line_refs_invalid=invalid
+                )
+            reason = attempt.reason or "internal_error"
+            if reason in CONTENT_REASONS:
+                retryable = tally.content_failures < self.settings.content_retries
+                tally.content_failures += 1
+            else:
+                retryable = reason in TRANSIENT_REASONS
+            if not retryable or tally.attempts >= policy.max_attempts:
+                return self._result(tally, mode, status="failed", reason=reason, error=attempt.error)
+            wait = policy.wait_s(tally.attempts, attempt.retry_after_s, self._rng)
+            tally.waits.append(wait)
+            await asyncio.sleep(wait)
+
+    def _result(self, tally: _Tally, mode: SummaryMode, **outcome: Any) -> TraceSummaryResult:
+        return TraceSummaryResult(
+            provider=self.provider,
+            model=self.settings.model,
+            mode=mode,
+            prompt_version=PROMPT_VERSION,
+            input_tokens=tally.input_tokens,
+            output_tokens=tally.output_tokens,
+            cost_usd=estimate_cost_usd(
+                self.settings.model, tally.input_tokens, tally.output_tokens, self.settings.prices
+            ),
+            latency_s=time.monotonic() - tally.started,
+            attempts=tally.attempts,
+            retry_waits_s=tuple(tally.waits),
+            request_id=tally.request_id,
+            **outcome,
+        )
+
+    async def _attempt(self, messages: list[dict[str, str]]) -> _Attempt:
+        client = self._client()
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                raw = await client.chat.completions.with_raw_response.create(
+                    model=self.settings.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    response_format=response_format(),  # type: ignore[arg-type]
+                )
+                request_id = raw.request_id
+                # The raw response of the async client is already read: parsing it is synchronous.
+                completion = raw.parse()
+        except TimeoutError:
+            return _Attempt(reason="timeout", error=f"no answer within {self.settings.timeout_s:g} s")
+        except openai.APIStatusError as exc:
+            return _Attempt(
+                reason=classify_api_error(exc),
+                error=exc.message,  # "Error code: 429 - <the endpoint's message>"
+                retry_after_s=retry_after_s(exc.response.headers),
+                request_id=exc.request_id,
+            )
+        except openai.APIError as exc:
+            return _Attempt(reason=classify_api_error(exc), error=f"{type(exc).__name__}: {exc.message}")
+        except ValueError as exc:
+            # A 2xx whose body claims to be JSON but is not.
+            return _Attempt(reason="invalid_json", error=f"response body is not JSON: {exc}")
+        if not isinstance(completion, ChatCompletion):
+            return _Attempt(reason="invalid_json", error="response body is not a chat completion")
+        return _parse_completion(completion, request_id)
+
+
+def _parse_completion(completion: ChatCompletion, request_id: str | None) -> _Attempt:
+    usage = getattr(completion, "usage", None)
+    tokens = {
+        "input_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+        "output_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+        "request_id": request_id,
+    }
+    choices = getattr(completion, "choices", None) or []
+    message = getattr(choices[0], "message", None) if choices else None
+    content = getattr(message, "content", None)
+    refusal = getattr(message, "refusal", None)
+    if not content and refusal:
+        return _Attempt(reason="empty_content", error=f"the model refused: {refusal}", **tokens)
+    try:
+        return _Attempt(summary=parse_summary(content), **tokens)
+    except SummaryContentError as exc:
+        return _Attempt(reason=exc.reason, error=str(exc), **tokens)

@@ -1,0 +1,50 @@
+"""The versioned prompt files and the chat messages built from them.
+
+Prompts are text files (``prompts/<name>.<version>.txt``) rather than Python strings so that a reviewer sees a
+wording change as a prose diff, and a new wording ships as a new file next to the old one. ``PROMPT_VERSION``
+names the files in use and is stamped on every summary event, so summaries written by different prompts can
+be told apart (and re-run) later.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from string import Template
+
+from trace_summaries.summarize.modes import SummaryMode
+
+PROMPT_VERSION = "v1"
+
+_PACKAGE = "trace_summaries.summarize"
+
+
+@cache
+def load_prompt(name: str, version: str = PROMPT_VERSION) -> str:
+    """The text of ``prompts/<name>.<version>.txt``, read from the installed package (works from a wheel)."""
+    return (resources.files(_PACKAGE) / "prompts" / f"{name}.{version}.txt").read_text(encoding="utf-8")
+
+
+def system_prompt(mode: SummaryMode, version: str = PROMPT_VERSION) -> str:
+    return load_prompt(f"system_{mode}", version)
+
+
+def user_prompt(trace_text: str, trace_name: str | None, version: str = PROMPT_VERSION) -> str:
+    """The user message: the trace text embedded verbatim.
+
+    ``Template`` only parses the template, never the values, so braces or dollar signs in a trace cannot
+    break the substitution.
+    """
+    return Template(load_prompt("user", version)).substitute(
+        trace_name=trace_name or "(unnamed trace)", trace_text=trace_text
+    )
+
+
+def chat_messages(
+    trace_text: str, trace_name: str | None, mode: SummaryMode, version: str = PROMPT_VERSION
+) -> list[dict[str, str]]:
+    """The ``messages`` of the chat completion: the mode's rules as system, the trace as user."""
+    return [
+        {"role": "system", "content": system_prompt(mode, version)},
+        {"role": "user", "content": user_prompt(trace_text, trace_name, version)},
+    ]

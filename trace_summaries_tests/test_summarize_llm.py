@@ -1,0 +1,280 @@
+"""The LLM summarizer against a real OpenAI-compatible HTTP llm_server, one fault at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import Any
+
+import pytest
+
+from trace_summaries.summarize import (
+    PROMPT_VERSION,
+    SUMMARY_MODES,
+    FailureReason,
+    LLMSummarizer,
+    ModelPrice,
+    SummaryMode,
+    TraceSummaryResult,
+    estimate_cost_usd,
+)
+from trace_summaries.summarize.prompts import system_prompt
+from trace_summaries_tests.support.fixtures_llm import (
+    TEST_API_KEY,
+    checkout_events,
+    checkout_text,
+    fast_settings,
+    rendered_checkout_text,
+)
+from trace_summaries_tests.support.openai_server import Fault, OpenAICompatibleServer, openai_server
+
+
+def summarize(summarizer: LLMSummarizer, mode: SummaryMode = "detailed") -> TraceSummaryResult:
+    return asyncio.run(summarizer.summarize(checkout_text(), checkout_events(), mode))
+
+
+@pytest.mark.parametrize("mode", SUMMARY_MODES)
+def test_a_trace_is_summarized_with_strict_structured_output(
+    llm_server: OpenAICompatibleServer, mode: SummaryMode
+) -> None:
+    result = summarize(LLMSummarizer(fast_settings(llm_server)), mode)
+
+    assert result.status == "generated", result.error
+    assert (result.provider, result.model, result.mode) == ("openai", "gpt-4.1-nano", mode)
+    assert result.prompt_version == PROMPT_VERSION
+    assert result.attempts == 1 and result.retry_waits_s == ()
+    assert result.summary is not None and result.summary.summary_bullets
+    assert result.request_id == "req_test_0"
+
+    (request,) = llm_server.chat_requests()
+    body = request.body
+    assert body["model"] == "gpt-4.1-nano"
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["strict"] is True
+    assert body["response_format"]["json_schema"]["schema"]["additionalProperties"] is False
+    assert request.message_text("system") == system_prompt(mode)
+    assert checkout_text().text in request.message_text("user")
+    assert "Order status assistant" in request.message_text("user")
+    assert request.headers["authorization"] == f"Bearer {TEST_API_KEY}"
+
+
+def test_line_refs_are_normalised_and_point_at_existing_lines(llm_server: OpenAICompatibleServer) -> None:
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert result.summary is not None
+    text = checkout_text()
+    refs = [item.line_refs for item in result.summary.summary_bullets + result.summary.interesting_notes]
+    # The llm_server copies refs as written in the prompt ("L08"); the summary holds them canonical ("L8").
+    assert refs and all(ref.startswith("L") and not ref.startswith("L0") for ref in refs)
+    assert all(text.has_line(int(ref[1:])) for ref in refs)
+    assert result.line_refs_invalid == 0
+
+
+def test_token_usage_and_estimated_cost_are_recorded(llm_server: OpenAICompatibleServer) -> None:
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert result.input_tokens > 0 and result.output_tokens > 0
+    assert result.cost_usd == pytest.approx(
+        estimate_cost_usd("gpt-4.1-nano", result.input_tokens, result.output_tokens)
+    )
+    assert result.cost_usd == pytest.approx((result.input_tokens * 0.10 + result.output_tokens * 0.40) / 1e6)
+
+    overridden = summarize(
+        LLMSummarizer(fast_settings(llm_server, prices={"gpt-4.1-nano": ModelPrice(1_000_000.0, 0.0)}))
+    )
+    assert overridden.cost_usd == pytest.approx(overridden.input_tokens)
+
+    unknown = summarize(LLMSummarizer(fast_settings(llm_server, model="my-local-llama")))
+    assert unknown.status == "generated" and unknown.cost_usd is None
+    assert llm_server.chat_requests()[-1].body["model"] == "my-local-llama"
+
+
+def test_a_429_is_retried_after_the_retry_after_delay(llm_server: OpenAICompatibleServer) -> None:
+    llm_server.enqueue_faults([Fault.rate_limit(retry_after="0.3")])
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+
+    assert result.status == "generated"
+    assert result.attempts == 2
+    assert result.retry_waits_s[0] >= 0.3
+    first, second = llm_server.chat_requests()
+    assert (first.status, first.fault, second.status) == (429, "rate_limit", 200)
+    assert first.answered_at is not None
+    # Measured on the llm_server: the retry arrived no sooner than Retry-After allowed.
+    assert second.arrived_at - first.answered_at >= 0.3 - 0.01
+
+
+def test_a_long_retry_after_is_capped(llm_server: OpenAICompatibleServer) -> None:
+    llm_server.enqueue_faults([Fault.rate_limit(retry_after="30")])
+    result = summarize(LLMSummarizer(fast_settings(llm_server, retry_after_max_s=0.05)))
+    assert result.status == "generated"
+    assert 0.05 <= result.retry_waits_s[0] < 1
+
+
+def test_rate_limits_that_never_end_fail_the_trace_after_max_attempts(
+    llm_server: OpenAICompatibleServer,
+) -> None:
+    llm_server.enqueue_faults([Fault.rate_limit(retry_after=None)] * 3)
+    result = summarize(LLMSummarizer(fast_settings(llm_server, max_attempts=3)))
+    assert (result.status, result.reason, result.attempts) == ("failed", "rate_limited", 3)
+    assert len(llm_server.chat_requests()) == 3
+    assert result.summary is None and result.error and "429" in result.error
+
+
+def test_backoff_grows_exponentially_with_jitter(llm_server: OpenAICompatibleServer) -> None:
+    llm_server.enqueue_faults([Fault.server_error()] * 3)
+    result = summarize(LLMSummarizer(fast_settings(llm_server, backoff_base_s=0.02, backoff_max_s=1.0)))
+    assert result.status == "generated" and result.attempts == 4
+    for attempt, wait in enumerate(result.retry_waits_s, start=1):
+        step = 0.02 * 2 ** (attempt - 1)
+        assert step / 2 <= wait <= step
+
+
+def test_a_server_error_is_retried(llm_server: OpenAICompatibleServer) -> None:
+    llm_server.enqueue_faults([Fault.server_error(500), Fault.server_error(503)])
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert (result.status, result.attempts) == ("generated", 3)
+    assert [request.status for request in llm_server.chat_requests()] == [500, 503, 200]
+
+
+def test_persistent_server_errors_fail_with_server_error(llm_server: OpenAICompatibleServer) -> None:
+    llm_server.enqueue_faults([Fault.server_error()] * 4)
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert (result.status, result.reason, result.attempts) == ("failed", "server_error", 4)
+
+
+def test_a_response_slower_than_the_timeout_is_abandoned_and_retried(
+    llm_server: OpenAICompatibleServer,
+) -> None:
+    llm_server.enqueue_faults([Fault.slow(10.0)])
+    result = summarize(LLMSummarizer(fast_settings(llm_server, timeout_s=0.3)))
+    assert (result.status, result.attempts) == ("generated", 2)
+    assert 0.3 <= result.latency_s < 5
+
+
+def test_a_trace_that_always_times_out_fails_with_timeout(llm_server: OpenAICompatibleServer) -> None:
+    llm_server.enqueue_faults([Fault.slow(10.0)] * 2)
+    result = summarize(LLMSummarizer(fast_settings(llm_server, timeout_s=0.2, max_attempts=2)))
+    assert (result.status, result.reason, result.attempts) == ("failed", "timeout", 2)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (Fault.invalid_json(), "invalid_json"),
+        (Fault.schema_violation(), "schema_violation"),
+        (Fault.empty_content(), "empty_content"),
+    ],
+)
+def test_an_unusable_answer_is_retried_once(
+    llm_server: OpenAICompatibleServer, fault: Fault, reason: str
+) -> None:
+    llm_server.enqueue_faults([fault])
+    recovered = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert (recovered.status, recovered.attempts) == ("generated", 2)
+
+    llm_server.enqueue_faults([fault] * 3)
+    failed = summarize(LLMSummarizer(fast_settings(llm_server)))
+    # Once, not up to max_attempts: a model that answered badly twice will likely do it again.
+    assert (failed.status, failed.reason, failed.attempts) == ("failed", reason, 2)
+    assert failed.error is not None and reason in failed.error
+
+
+def test_unusable_answers_can_be_made_final(llm_server: OpenAICompatibleServer) -> None:
+    llm_server.enqueue_faults([Fault.invalid_json()])
+    result = summarize(LLMSummarizer(fast_settings(llm_server, content_retries=0)))
+    assert (result.status, result.reason, result.attempts) == ("failed", "invalid_json", 1)
+
+
+def test_tokens_of_a_retried_bad_answer_are_counted(llm_server: OpenAICompatibleServer) -> None:
+    clean = summarize(LLMSummarizer(fast_settings(llm_server)))
+    llm_server.enqueue_faults([Fault.invalid_json()])
+    retried = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert retried.input_tokens == 2 * clean.input_tokens
+    assert retried.output_tokens > clean.output_tokens
+
+
+def test_refs_to_missing_lines_are_dropped_and_counted(llm_server: OpenAICompatibleServer) -> None:
+    llm_server.enqueue_faults([Fault.missing_line_refs()])
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert result.status == "generated"
+    assert result.line_refs_invalid == 2
+    assert result.summary is not None
+    assert [item.line_refs for item in result.summary.summary_bullets] == ["L1", ""]
+    assert result.summary.interesting_notes[0].line_refs == ""
+
+
+def test_hand_written_refs_are_normalised(llm_server: OpenAICompatibleServer) -> None:
+    content = {
+        "title": "t",
+        "flow_diagram": "a",
+        "summary_bullets": [
+            {"text": "range", "line_refs": "L08-14"},
+            {"text": "padded", "line_refs": "L021"},
+        ],
+        "interesting_notes": [{"text": "none", "line_refs": ""}],
+    }
+    llm_server.enqueue_faults([Fault.with_content(json.dumps(content))])
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert result.summary is not None
+    assert [item.line_refs for item in result.summary.summary_bullets] == ["L8-L14", "L21"]
+    assert result.line_refs_invalid == 0
+
+
+def test_a_wrong_api_key_fails_at_once_with_authentication(llm_server: OpenAICompatibleServer) -> None:
+    result = summarize(LLMSummarizer(fast_settings(llm_server, api_key="sk-wrong")))
+    assert (result.status, result.reason, result.attempts) == ("failed", "authentication", 1)
+    assert result.error is not None and "401" in result.error
+    assert len(llm_server.chat_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (Fault.unauthorized(), "authentication"),
+        (Fault.http_status(400, "context_length_exceeded"), "bad_request"),
+        (Fault.http_status(403), "permission_denied"),
+        (Fault.http_status(404, "The model does not exist"), "not_found"),
+        (Fault.http_status(422), "bad_request"),
+    ],
+)
+def test_client_errors_other_than_429_are_not_retried(
+    llm_server: OpenAICompatibleServer, fault: Fault, reason: FailureReason
+) -> None:
+    llm_server.enqueue_faults([fault, fault])
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert (result.status, result.reason, result.attempts) == ("failed", reason, 1)
+    assert len(llm_server.chat_requests()) == 1
+
+
+def test_an_unreachable_endpoint_fails_with_connection_after_retries() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = fast_settings(base_url=f"http://127.0.0.1:{port}/v1", max_attempts=2)
+    result = summarize(LLMSummarizer(settings))
+    assert (result.status, result.reason, result.attempts) == ("failed", "connection", 2)
+
+
+def test_one_summarizer_serves_several_event_loops(llm_server: OpenAICompatibleServer) -> None:
+    """A Dagster asset runs one ``asyncio.run`` per partition with the same resource."""
+    summarizer = LLMSummarizer(fast_settings(llm_server))
+    assert summarize(summarizer).status == "generated"
+    assert summarize(summarizer).status == "generated"
+
+
+def test_a_base_url_alone_is_enough_for_a_local_endpoint() -> None:
+    with openai_server() as keyless:
+        result = summarize(LLMSummarizer(fast_settings(keyless, api_key=None)))
+        assert result.status == "generated"
+        assert keyless.chat_requests()[0].headers["authorization"].startswith("Bearer ")
+
+
+@pytest.mark.parametrize("options", [{"nest": True, "dedupe": True}, {"max_length": 1500}])
+def test_a_real_rendering_is_sent_whole_and_cited_correctly(
+    llm_server: OpenAICompatibleServer, options: dict[str, Any]
+) -> None:
+    text = rendered_checkout_text(**options)
+    result = asyncio.run(
+        LLMSummarizer(fast_settings(llm_server)).summarize(text, checkout_events(), "minimal")
+    )
+    assert result.status == "generated" and result.line_refs_invalid == 0
+    assert text.text in llm_server.chat_requests()[0].message_text("user")
