@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,7 +25,7 @@ from trace_summaries.summarize import (
     systemic_failure_reason,
 )
 from trace_summaries.summary_events import SummaryEvent, batch_run_id, build_summary_event
-from trace_summaries.text_repr import TraceText, format_trace
+from trace_summaries.text_repr import RenderOptions, TraceText, format_trace
 
 TraceStatus = Literal["generated", "skipped", "failed"]
 
@@ -79,17 +78,17 @@ class PartitionSummaries(BaseModel):
         return systemic_failure_reason(self.summaries)
 
 
-@dataclass(frozen=True)
-class RenderOptions:
-    """How traces are rendered for the LLM; nesting and de-duplication cut tokens on agent traces."""
+# What the pipeline renders for the LLM unless told otherwise: the original's format, plus nesting and
+# de-duplication (far fewer tokens on agent traces), feedback text and metric values, the trace's own
+# input/output, and readable non-ASCII text. ``ORIGINAL_RENDERING`` reproduces the original exactly.
+PIPELINE_RENDERING = RenderOptions(
+    nest=True, dedupe=True, event_details=True, include_trace_state=True, escape_non_ascii=False
+)
+ORIGINAL_RENDERING = RenderOptions()
 
-    max_length: int = 2_000_000
-    nest: bool = True
-    dedupe: bool = True
 
-    def render(self, trace: SampledTrace) -> TraceText:
-        events = [event.model_dump() for event in trace.events]
-        return format_trace(events, max_length=self.max_length, nest=self.nest, dedupe=self.dedupe)
+def render_trace(trace: SampledTrace, options: RenderOptions) -> TraceText:
+    return format_trace([event.model_dump() for event in trace.events], options=options)
 
 
 ProgressCallback = Callable[[int, int, int], None]
@@ -118,7 +117,7 @@ async def summarize_partition(
         if reason is not None:
             skipped[trace.trace_id] = TraceOutcome(trace_id=trace.trace_id, status="skipped", reason=reason)
             continue
-        renderable[trace.trace_id] = (trace, render.render(trace))
+        renderable[trace.trace_id] = (trace, render_trace(trace, render))
 
     items = [
         (trace_id, text, [event.model_dump() for event in trace.events])

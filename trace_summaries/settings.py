@@ -59,3 +59,33 @@ def partitions_start() -> str:
 
 def intermediate_dir() -> Path:
     return Path(os.environ.get(INTERMEDIATE_DIR) or data_dir() / "intermediate").resolve()
+
+
+SCHEDULE_MINUTE = "TRACE_SUMMARIES_SCHEDULE_MINUTE"
+SCHEDULE_LATENESS_MINUTES = "TRACE_SUMMARIES_SCHEDULE_LATENESS_MINUTES"
+SCHEDULE_MODE = "TRACE_SUMMARIES_SCHEDULE_MODE"
+SHARD_THRESHOLD = "TRACE_SUMMARIES_SHARD_THRESHOLD"
+SHARD_SIZE = "TRACE_SUMMARIES_SHARD_SIZE"
+RETRY_FAILED_MAX = "TRACE_SUMMARIES_RETRY_FAILED_MAX"
+
+
+def int_setting(
+    name: str, default: int, *, low: int, high: int, environ: dict[str, str] | None = None
+) -> int:
+    raw = (environ if environ is not None else os.environ).get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise SettingError(f"{name}={value} is out of range [{low}, {high}]")
+    return value
+
+
+def choice_setting(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (os.environ.get(name) or default).strip()
+    if value not in choices:
+        raise SettingError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+    return value

@@ -17,6 +17,7 @@ from trace_summaries.partition_summaries import PartitionSummaries
 from trace_summaries.sampling import TeamHourSample
 from trace_summaries.store.summary_event_rows import read_summary_events, replace_summary_events
 from trace_summaries.summary_events import SummaryEvent
+from trace_summaries.teams import InvalidTeamKey
 
 
 def partition_object_name(asset: str, partition_key: str) -> str:
@@ -32,6 +33,9 @@ class SampleIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: dict[str, TeamHourSample]) -> None:
         asset = context.asset_key.path[-1]
+        for key in set(map(str, context.asset_partition_keys)) - set(obj):
+            # A partition of the range that failed: drop its old object so no later step reads stale data.
+            (Path(self.base_dir) / partition_object_name(asset, key)).unlink(missing_ok=True)
         for key, sample in obj.items():
             path = Path(self.base_dir) / partition_object_name(asset, key)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,13 +46,16 @@ class SampleIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"objects_written": len(obj), "base_dir": self.base_dir})
 
     def load_input(self, context: dg.InputContext) -> dict[str, TeamHourSample]:
+        """The samples of the requested partitions that exist; a missing one is a partition that failed."""
         asset = context.asset_key.path[-1]
-        return {
-            str(key): TeamHourSample.from_jsonl(
-                (Path(self.base_dir) / partition_object_name(asset, key)).read_bytes()
-            )
-            for key in context.asset_partition_keys
-        }
+        samples: dict[str, TeamHourSample] = {}
+        for key in context.asset_partition_keys:
+            path = Path(self.base_dir) / partition_object_name(asset, key)
+            if path.exists():
+                samples[str(key)] = TeamHourSample.from_jsonl(path.read_bytes())
+        if not samples:
+            raise FileNotFoundError(f"no stored {asset} object for {list(context.asset_partition_keys)[:3]}")
+        return samples
 
 
 def sample_io_manager() -> SampleIOManager:
@@ -81,7 +88,11 @@ class SummaryEventsIOManager(dg.ConfigurableIOManager):
         loaded: dict[str, list[SummaryEvent]] = {}
         with self.clickhouse.session() as client:
             for key in context.asset_partition_keys:
-                partition = team_hour(key)
+                try:
+                    partition = team_hour(key)
+                except InvalidTeamKey:
+                    continue  # nothing is ever written for a key that is not a team
+
                 loaded[partition.key] = read_summary_events(
                     client,
                     team_id=partition.team_id,

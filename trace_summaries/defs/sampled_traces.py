@@ -4,7 +4,8 @@ from typing import Any
 
 import dagster as dg
 
-from trace_summaries.defs.partitions import TEAM_HOUR, team_hours
+from trace_summaries.defs.partition_failures import settle_partition_failures
+from trace_summaries.defs.partitions import TEAM_HOUR, team_hour
 from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.sampling import SamplingConfig, TeamHourSample, sample_team_hour
 from trace_summaries.store import StoreError
@@ -31,27 +32,28 @@ def sampled_traces(
     context: dg.AssetExecutionContext, config: SampledTracesConfig, clickhouse: ClickHouseResource
 ) -> dict[str, TeamHourSample]:
     """The traces whose first event falls in the hour, size-guarded and capped, with all their events."""
-    try:
-        partitions = team_hours(context.partition_keys)
-    except InvalidTeamKey as exc:
-        raise dg.Failure(description=str(exc)) from exc
     sampling = SamplingConfig(**config.model_dump())
     samples: dict[str, TeamHourSample] = {}
-    try:
-        with clickhouse.session() as client:
-            for partition in partitions:
-                samples[partition.key] = sample_team_hour(
+    failures: dict[str, str] = {}
+    for key in context.partition_keys:
+        try:
+            partition = team_hour(key)
+            with clickhouse.session() as client:
+                samples[key] = sample_team_hour(
                     client, partition.team_id, partition.window_start, partition.window_end, sampling
                 )
-    except StoreError as exc:
-        raise dg.Failure(description=f"cannot read traces: {exc}") from exc
+        except InvalidTeamKey as exc:
+            failures[key] = str(exc)
+        except StoreError as exc:
+            failures[key] = f"cannot read traces: {exc}"
     for key, sample in samples.items():
         stats = sample.stats
         context.log.info(
             f"{key}: {stats.traces_selected} of {stats.traces_in_window} traces selected, "
             f"{stats.events_fetched} events, {stats.malformed_rows} malformed rows"
         )
-    context.add_output_metadata(sampling_metadata(list(samples.values())))
+    failure_metadata = settle_partition_failures(context, failures)
+    context.add_output_metadata({**sampling_metadata(list(samples.values())), **failure_metadata})
     return samples
 
 

@@ -1,13 +1,20 @@
 """The `trace_summaries` asset: one structured summary per sampled trace, written as events."""
 
+import dataclasses
 import statistics
 from typing import Any, Literal
 
 import dagster as dg
 
+from trace_summaries.defs.partition_failures import settle_partition_failures
 from trace_summaries.defs.partitions import TEAM_HOUR
 from trace_summaries.defs.resources import LLMResource
-from trace_summaries.partition_summaries import PartitionSummaries, RenderOptions, summarize_partition_sync
+from trace_summaries.partition_summaries import (
+    ORIGINAL_RENDERING,
+    PIPELINE_RENDERING,
+    PartitionSummaries,
+    summarize_partition_sync,
+)
 from trace_summaries.sampling import TeamHourSample
 
 
@@ -16,8 +23,9 @@ class TraceSummariesConfig(dg.Config):
     model: str | None = None  # None: the resource's model (TRACE_SUMMARIES_LLM_MODEL or gpt-4.1-nano)
     batch_size: int = 5
     max_attempts: int = 4
-    # Render traces nested under their parents and reference repeated system prompts and tool lists.
-    nest_and_dedupe: bool = True
+    # "compact": nested, de-duplicated, with feedback and metric details (fewer tokens, more signal);
+    # "original": exactly the original system's rendering, for comparison.
+    rendering: Literal["compact", "original"] = "compact"
     max_text_length: int = 2_000_000
 
 
@@ -37,12 +45,16 @@ def trace_summaries(
 ) -> dict[str, PartitionSummaries]:
     """Renders each sampled trace, summarizes it, and emits one `$ai_trace_summary` event per trace."""
     summarizer = llm.summarizer(model=config.model, max_attempts=config.max_attempts)
-    render = RenderOptions(
-        max_length=config.max_text_length, nest=config.nest_and_dedupe, dedupe=config.nest_and_dedupe
-    )
+    base = PIPELINE_RENDERING if config.rendering == "compact" else ORIGINAL_RENDERING
+    render = dataclasses.replace(base, max_length=config.max_text_length)
     results: dict[str, PartitionSummaries] = {}
-    for key, sample in sampled_traces.items():
-        results[key] = summarize_partition_sync(
+    failures: dict[str, str] = {}
+    for key in context.partition_keys:
+        sample = sampled_traces.get(key)
+        if sample is None:
+            failures[key] = "no sample: sampled_traces failed for this partition"
+            continue
+        summaries = summarize_partition_sync(
             sample,
             summarizer,
             mode=config.mode,
@@ -50,18 +62,21 @@ def trace_summaries(
             render=render,
             on_progress=_progress_logger(context, key),
         )
-        counts = results[key].counts()
-        context.log.info(f"{key}: {counts} {results[key].reasons('failed') or ''}")
-        systemic = results[key].systemic_failure()
+        context.log.info(f"{key}: {summaries.counts()} {summaries.reasons('failed') or ''}")
+        systemic = summaries.systemic_failure()
         if systemic is not None:
-            raise dg.Failure(
-                description=(
-                    f"every trace of {key} failed with '{systemic}': check the LLM configuration "
-                    f"(OPENAI_API_KEY, OPENAI_BASE_URL, model {config.model or llm.model!r})"
-                ),
-                metadata=summary_metadata(list(results.values())),
+            failures[key] = (
+                f"every trace failed with '{systemic}': check the LLM configuration "
+                f"(OPENAI_API_KEY, OPENAI_BASE_URL, model {config.model or llm.model!r})"
             )
-    context.add_output_metadata(summary_metadata(list(results.values())))
+            continue
+        results[key] = summaries
+    metadata = summary_metadata(list(results.values()))
+    try:
+        metadata.update(settle_partition_failures(context, failures, report_check=True))
+    except dg.Failure as failure:
+        raise dg.Failure(description=failure.description, metadata=metadata) from None
+    context.add_output_metadata(metadata)
     return results
 
 

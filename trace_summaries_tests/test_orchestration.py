@@ -1,0 +1,184 @@
+"""Teams, the hourly schedule, ranged runs with a failing team, and the re-request sensor, on a real
+on-disk Dagster instance and embedded store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from trace_summaries.defs.checks import partition_summarized
+from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
+from trace_summaries.defs.jobs import trace_summaries_job
+from trace_summaries.defs.partition_failures import CHECK_NAME, FAILED_PARTITIONS_TAG
+from trace_summaries.defs.partitions import TEAMS
+from trace_summaries.defs.resources import ClickHouseResource, LLMResource
+from trace_summaries.defs.sampled_traces import sampled_traces
+from trace_summaries.defs.schedules import hourly_trace_summaries_schedule
+from trace_summaries.defs.sensors import RETRY_ATTEMPT_TAG, failed_partitions_sensor, team_partitions_sensor
+from trace_summaries.defs.trace_summaries import trace_summaries
+from trace_summaries.run_plan import PlannedRun, plan_hourly_runs
+from trace_summaries.seed import seed_store
+from trace_summaries.store import TraceStore
+from trace_summaries_tests.support.events import ai_event
+
+HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+HOUR_KEY = "2026-11-20-09:00"
+TICK = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
+
+
+def apply(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
+    """What the daemon does with a sensor's partition requests."""
+    for request in result.dynamic_partitions_requests or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+
+
+def test_team_sensor_adds_configured_and_discovered_teams_and_retires_without_deleting(
+    store: TraceStore, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(UTC)
+    store.insert_events(
+        [ai_event(9, "recent", now - timedelta(hours=2)), ai_event(8, "old", now - timedelta(days=3))]
+    )
+    resources = {"clickhouse": ClickHouseResource(dsn=store.dsn)}
+
+    monkeypatch.setenv("TRACE_SUMMARIES_ALLOWED_TEAM_IDS", "1,2")
+    monkeypatch.setenv("TRACE_SUMMARIES_DISCOVER_TEAMS", "1")
+    first = team_partitions_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    apply(instance, first)
+    assert instance.get_dynamic_partitions(TEAMS.name) == ["1", "2", "9"]
+
+    monkeypatch.setenv("TRACE_SUMMARIES_ALLOWED_TEAM_IDS", "2,3")
+    monkeypatch.setenv("TRACE_SUMMARIES_DISCOVER_TEAMS", "0")
+    second = team_partitions_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    apply(instance, second)
+    # Team 1 and 9 left the set: kept as partitions (history, manual runs), no longer scheduled.
+    assert instance.get_dynamic_partitions(TEAMS.name) == ["1", "2", "9", "3"]
+    assert '"retired": ["1", "9"]' in (second.cursor or "")
+    requests = tick(instance, store)
+    assert [request.partition_key for request in requests] == [f"{HOUR_KEY}|2", f"{HOUR_KEY}|3"]
+
+
+def tick(instance: dg.DagsterInstance, store: TraceStore) -> list[dg.RunRequest]:
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=TICK,
+        resources={"clickhouse": ClickHouseResource(dsn=store.dsn)},
+    )
+    result = hourly_trace_summaries_schedule(context)
+    assert isinstance(result, list)
+    return result
+
+
+def test_schedule_tick_requests_one_run_per_team_below_the_threshold(
+    store: TraceStore, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance.add_dynamic_partitions(TEAMS.name, ["1", "2", "3"])
+    monkeypatch.setenv("TRACE_SUMMARIES_ALLOWED_TEAM_IDS", "1,2,3")
+
+    requests = tick(instance, store)
+
+    assert [(r.partition_key, r.run_key) for r in requests] == [
+        (f"{HOUR_KEY}|{team}", f"{HOUR_KEY}|{team}") for team in ("1", "2", "3")
+    ]
+    assert tick(instance, store) == requests  # same tick, same run keys: idempotent
+
+
+def test_schedule_tick_requests_sharded_ranged_runs_above_the_threshold(
+    store: TraceStore, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance.add_dynamic_partitions(TEAMS.name, ["1", "2", "3"])
+    monkeypatch.setenv("TRACE_SUMMARIES_ALLOWED_TEAM_IDS", "1,2,3")
+    monkeypatch.setenv("TRACE_SUMMARIES_SHARD_THRESHOLD", "2")
+    monkeypatch.setenv("TRACE_SUMMARIES_SHARD_SIZE", "2")
+    monkeypatch.setenv("TRACE_SUMMARIES_SCHEDULE_LATENESS_MINUTES", "30")
+
+    requests = tick(instance, store)
+
+    # 10:15 minus 30 minutes of lateness: the last complete hour is 08:00.
+    ranges = [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in requests
+        if "dagster/asset_partition_range_start" in r.tags
+    ]
+    assert ranges == [("2026-11-20-08:00|1", "2026-11-20-08:00|2")]
+    assert [r.partition_key for r in requests if r.partition_key] == ["2026-11-20-08:00|3"]
+
+
+def test_shards_never_span_a_team_that_is_not_scheduled() -> None:
+    plan = plan_hourly_runs(
+        HOUR,
+        ["1", "2", "3", "4", "5"],
+        {"1", "2", "4", "5"},
+        mode="sharded",
+        shard_threshold=0,
+        shard_size=10,
+    )
+    assert plan == [PlannedRun(HOUR_KEY, ("1", "2")), PlannedRun(HOUR_KEY, ("4", "5"))]
+
+
+def pipeline(store: TraceStore, tmp_path: Path) -> dg.Definitions:
+    clickhouse = ClickHouseResource(dsn=store.dsn)
+    return dg.Definitions(
+        assets=[sampled_traces, trace_summaries],
+        asset_checks=[partition_summarized],
+        jobs=[trace_summaries_job],
+        resources={
+            "clickhouse": clickhouse,
+            "llm": LLMResource(),
+            "sample_io_manager": SampleIOManager(base_dir=str(tmp_path / "intermediate")),
+            "summary_events_io_manager": SummaryEventsIOManager(clickhouse=clickhouse),
+        },
+    )
+
+
+def summarized_teams(store: TraceStore) -> dict[int, int]:
+    with store.session() as client:
+        rows = client.query(
+            "SELECT team_id, count() FROM events WHERE event = '$ai_trace_summary' GROUP BY team_id ORDER BY team_id"
+        ).result_rows
+    return {int(team): int(count) for team, count in rows}
+
+
+def test_a_ranged_run_with_a_failing_team_writes_the_others_and_the_sensor_retries_it(
+    store: TraceStore, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    seed_store(store, [3, 5], [HOUR], 4, progress=False, oversized_fraction=0.0)
+    instance.add_dynamic_partitions(TEAMS.name, ["3", "bad-team", "5"])
+    job = pipeline(store, tmp_path).resolve_job_def("trace_summaries_job")
+
+    ranged: Any = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": f"{HOUR_KEY}|3",
+            "dagster/asset_partition_range_end": f"{HOUR_KEY}|5",
+        },
+    )
+
+    assert ranged.success
+    assert summarized_teams(store) == {3: 4, 5: 4}
+    run = instance.get_run_by_id(ranged.run_id)
+    assert run is not None and run.tags[FAILED_PARTITIONS_TAG] == f"{HOUR_KEY}|bad-team"
+    evaluations = [
+        entry.dagster_event.event_specific_data
+        for entry in instance.all_logs(ranged.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        if entry.dagster_event is not None
+    ]
+    by_partition = {(e.check_name, e.partition): e for e in evaluations}
+    failed_check = by_partition[(CHECK_NAME, f"{HOUR_KEY}|bad-team")]
+    assert failed_check.passed is False and "no sample" in failed_check.metadata["reason"].value
+    # The range's own evaluation warns rather than blocking the teams that succeeded.
+    range_check = by_partition[(CHECK_NAME, None)]
+    assert range_check.passed is False and range_check.severity == dg.AssetCheckSeverity.WARN
+
+    sensor_result = failed_partitions_sensor(dg.build_sensor_context(instance=instance))
+    assert [(r.partition_key, r.tags[RETRY_ATTEMPT_TAG]) for r in sensor_result.run_requests] == [
+        (f"{HOUR_KEY}|bad-team", "1")
+    ]
+    # Evaluated again from its cursor, the sensor does not request it twice.
+    again = failed_partitions_sensor(dg.build_sensor_context(instance=instance, cursor=sensor_result.cursor))
+    assert again.run_requests == []
