@@ -8,6 +8,8 @@ export TRACE_SUMMARIES_DATA_DIR ?= $(DATA)
 DEMO_TEAMS ?= 3
 DEMO_HOURS ?= 6
 DEMO_TRACES_PER_HOUR ?= 20
+# Empty: the last DEMO_HOURS complete hours. Set (e.g. 2026-11-20T09:00) to seed a fixed range.
+DEMO_START ?=
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
@@ -26,7 +28,8 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 seed: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/trace-summaries seed --teams $(DEMO_TEAMS) --hours $(DEMO_HOURS) --traces-per-hour $(DEMO_TRACES_PER_HOUR)
+	$(BIN)/trace-summaries seed --teams $(DEMO_TEAMS) --hours $(DEMO_HOURS) \
+		--traces-per-hour $(DEMO_TRACES_PER_HOUR) $(if $(DEMO_START),--start $(DEMO_START))
 	$(BIN)/trace-summaries register-teams $$(seq -s, 1 $(DEMO_TEAMS))
 
 dev: seed

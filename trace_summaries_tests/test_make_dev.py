@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.ports import free_port, wait_until
 
 PROJECT = Path(__file__).parents[1]
+DEMO_START = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:00")
 ASSETS_QUERY = """
 { assetNodes { assetKey { path } partitionKeysByDimension { name partitionKeys } } }
 """
@@ -29,6 +31,8 @@ def make(target: str, data: Path, port: int, **extra: str) -> list[str]:
         "DEMO_TEAMS": "3",
         "DEMO_HOURS": "2",
         "DEMO_TRACES_PER_HOUR": "4",
+        # A fixed range: "the last hours" would move if the clock crossed an hour between the two seeds.
+        "DEMO_START": DEMO_START,
         **extra,
     }
     return [
