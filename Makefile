@@ -32,8 +32,21 @@ seed: install $(DAGSTER_HOME)/dagster.yaml
 		--traces-per-hour $(DEMO_TRACES_PER_HOUR) $(if $(DEMO_START),--start $(DEMO_START))
 	$(BIN)/trace-summaries register-teams $$(seq -s, 1 $(DEMO_TEAMS))
 
+# A local Kafka-protocol broker (noida-db) for embedding requests, unless KAFKA_BOOTSTRAP_SERVERS is set;
+# it stops with the UI.
+KAFKA_PORT ?= 19092
+ALLOWED_TEAMS ?= $(shell seq -s, 1 $(DEMO_TEAMS))
+
 dev: seed
-	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	@if [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then \
+		mkdir -p $(DATA)/kafka; \
+		$(BIN)/noida-db start --data-dir $(DATA)/kafka --only kafka --kafka-port $(KAFKA_PORT) \
+			> $(DATA)/kafka.log 2>&1 & broker=$$!; \
+		trap 'kill $$broker 2>/dev/null' EXIT INT TERM; \
+		export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT); \
+	fi; \
+	TRACE_SUMMARIES_ALLOWED_TEAM_IDS=$${TRACE_SUMMARIES_ALLOWED_TEAM_IDS-$(ALLOWED_TEAMS)} \
+		$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 test: install
 	$(BIN)/ruff check .

@@ -33,6 +33,7 @@ def make(target: str, data: Path, port: int, **extra: str) -> list[str]:
         "DEMO_TRACES_PER_HOUR": "4",
         # A fixed range: "the last hours" would move if the clock crossed an hour between the two seeds.
         "DEMO_START": DEMO_START,
+        "KAFKA_PORT": str(free_port()),
         **extra,
     }
     return [

@@ -8,6 +8,9 @@ import dagster as dg
 from clickhouse_connect.driver.client import Client
 
 from trace_summaries import settings
+from trace_summaries.embeddings import kafka_config
+from trace_summaries.embeddings.kafka_config import DEFAULT_EMBEDDING_REQUESTS_TOPIC
+from trace_summaries.embeddings.producer import EmbeddingRequestProducer
 from trace_summaries.store import TraceStore
 from trace_summaries.summarize import LLMSettings, Summarizer, make_summarizer
 
@@ -53,6 +56,61 @@ class LLMResource(dg.ConfigurableResource):
         return make_summarizer(settings_)
 
 
+class KafkaResource(dg.ConfigurableResource):
+    """The broker that receives embedding requests; unset bootstrap servers means Kafka is not configured."""
+
+    bootstrap_servers: str | None = None
+    security_protocol: str | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+    topic: str = DEFAULT_EMBEDDING_REQUESTS_TOPIC
+    flush_timeout_s: float = 30.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.bootstrap_servers)
+
+    def producer(self) -> EmbeddingRequestProducer:
+        """Validates the settings the same way the worker does (same variable names in every error)."""
+        environ = {
+            name: value
+            for name, value in (
+                (kafka_config.KAFKA_BOOTSTRAP_SERVERS, self.bootstrap_servers),
+                (kafka_config.KAFKA_SECURITY_PROTOCOL, self.security_protocol),
+                (kafka_config.KAFKA_SASL_MECHANISM, self.sasl_mechanism),
+                (kafka_config.KAFKA_SASL_USERNAME, self.sasl_username),
+                (kafka_config.KAFKA_SASL_PASSWORD, self.sasl_password),
+                (kafka_config.KAFKA_SSL_CA_LOCATION, self.ssl_ca_location),
+            )
+            if value
+        }
+        return EmbeddingRequestProducer(
+            kafka_config.kafka_config_from_env(environ), self.topic, flush_timeout_s=self.flush_timeout_s
+        )
+
+
+def kafka_resource() -> KafkaResource:
+    """Every Kafka setting comes from the environment; the password only ever as an ``EnvVar``."""
+
+    def env(name: str) -> dg.EnvVar | None:
+        return dg.EnvVar(name) if os.environ.get(name) else None
+
+    if os.environ.get(kafka_config.KAFKA_BOOTSTRAP_SERVERS):
+        kafka_config.kafka_config_from_env()  # invalid settings fail at load time, naming the variable
+
+    return KafkaResource(
+        bootstrap_servers=env(kafka_config.KAFKA_BOOTSTRAP_SERVERS),
+        security_protocol=env(kafka_config.KAFKA_SECURITY_PROTOCOL),
+        sasl_mechanism=env(kafka_config.KAFKA_SASL_MECHANISM),
+        sasl_username=env(kafka_config.KAFKA_SASL_USERNAME),
+        sasl_password=env(kafka_config.KAFKA_SASL_PASSWORD),
+        ssl_ca_location=env(kafka_config.KAFKA_SSL_CA_LOCATION),
+        topic=kafka_config.embedding_requests_topic(),
+    )
+
+
 def llm_resource() -> LLMResource:
     """Key and base URL are secrets or deployment facts: passed as ``EnvVar`` so they never show in config."""
     return LLMResource(
@@ -71,6 +129,7 @@ def resources() -> dg.Definitions:
         resources={
             "clickhouse": clickhouse,
             "llm": llm_resource(),
+            "kafka": kafka_resource(),
             "sample_io_manager": sample_io_manager(),
             "summary_events_io_manager": summary_events_io_manager(clickhouse),
         }

@@ -1,0 +1,132 @@
+"""The `embedding_requests` asset against a real Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from trace_summaries.defs.embedding_requests import embedding_requests
+from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
+from trace_summaries.defs.partitions import TEAMS
+from trace_summaries.defs.resources import ClickHouseResource, KafkaResource, LLMResource
+from trace_summaries.defs.sampled_traces import sampled_traces
+from trace_summaries.defs.trace_summaries import trace_summaries
+from trace_summaries.seed import seed_store
+from trace_summaries.store import TraceStore
+from trace_summaries_tests.support.kafka_broker import KafkaBroker, running_kafka_broker
+from trace_summaries_tests.support.kafka_topics import read_topic
+from trace_summaries_tests.support.ports import free_port
+
+HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+TEAM = 6
+KEY = f"2026-11-20-09:00|{TEAM}"
+TRACES = 5
+TOPIC = "document_embeddings_input"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Any:
+    with running_kafka_broker(tmp_path / "kafka") as kafka_broker:
+        kafka_broker.create_topic(TOPIC)
+        yield kafka_broker
+
+
+def materialize(
+    store: TraceStore, instance: dg.DagsterInstance, tmp_path: Path, kafka: KafkaResource
+) -> dg.ExecuteInProcessResult:
+    clickhouse = ClickHouseResource(dsn=store.dsn)
+    return dg.materialize(
+        [sampled_traces, trace_summaries, embedding_requests],
+        instance=instance,
+        partition_key=KEY,
+        resources={
+            "clickhouse": clickhouse,
+            "llm": LLMResource(),
+            "kafka": kafka,
+            "sample_io_manager": SampleIOManager(base_dir=str(tmp_path / "intermediate")),
+            "summary_events_io_manager": SummaryEventsIOManager(clickhouse=clickhouse),
+        },
+    )
+
+
+def embedding_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    [materialization] = result.asset_materializations_for_node("embedding_requests")
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+@pytest.fixture
+def seeded(store: TraceStore, instance: dg.DagsterInstance) -> TraceStore:
+    seed_store(store, [TEAM], [HOUR], TRACES, progress=False, oversized_fraction=0.0)
+    instance.add_dynamic_partitions(TEAMS.name, [str(TEAM)])
+    return store
+
+
+def test_each_summary_becomes_one_contract_message_and_a_rerun_resends_the_same_keys(
+    seeded: TraceStore, instance: dg.DagsterInstance, tmp_path: Path, broker: KafkaBroker
+) -> None:
+    kafka = KafkaResource(bootstrap_servers=broker.bootstrap_servers, flush_timeout_s=10)
+    first = materialize(seeded, instance, tmp_path, kafka)
+    assert first.success
+    assert embedding_metadata(first)["embedding_requests_succeeded"] == TRACES
+
+    messages = read_topic(broker.client_config(), TOPIC, TRACES)
+    events = {
+        event.properties.trace_id: event for event in first.output_for_node("trace_summaries")[KEY].events
+    }
+    assert len(messages) == TRACES
+    for message in messages:
+        body = json.loads(message.value())
+        event = events[body["document_id"]]
+        assert message.key().decode() == f"{TEAM}:llm-trace-summary-detailed:{body['document_id']}"
+        assert body == {
+            "team_id": TEAM,
+            "product": "llm-analytics",
+            "document_type": "llm-trace-summary-detailed",
+            "rendering": f"{TEAM}_2026-11-20T09:00:00+00:00",
+            "document_id": event.properties.trace_id,
+            "timestamp": "2026-11-20T10:00:00+00:00",
+            "content": body["content"],
+            "models": ["text-embedding-3-large-3072"],
+            "metadata": {},
+        }
+        assert body["content"].startswith(f"Title: {event.properties.title}\n")
+        assert "\nSummary:\n- " in body["content"] and " L0" not in body["content"]
+
+    second = materialize(seeded, instance, tmp_path, kafka)
+    assert second.success
+    resent = read_topic(broker.client_config(), TOPIC, 2 * TRACES)
+    keys = [m.key() for m in resent]
+    assert len(resent) == 2 * TRACES
+    assert sorted(keys[:TRACES]) == sorted(keys[TRACES:])
+    assert sorted(m.value() for m in resent[:TRACES]) == sorted(m.value() for m in resent[TRACES:])
+
+
+def test_with_the_broker_down_summaries_stay_written_and_failures_are_counted(
+    seeded: TraceStore, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    dead = KafkaResource(bootstrap_servers=f"127.0.0.1:{free_port()}", flush_timeout_s=2)
+    started = time.monotonic()
+
+    result = materialize(seeded, instance, tmp_path, dead)
+
+    assert result.success
+    assert time.monotonic() - started < 60  # bounded by the flush timeout, not hanging
+    meta = embedding_metadata(result)
+    assert meta["embedding_requests_succeeded"] == 0 and meta["embedding_requests_failed"] == TRACES
+    with seeded.session() as client:
+        assert client.command("SELECT count() FROM events WHERE event = '$ai_trace_summary'") == TRACES
+
+
+def test_without_kafka_configured_requests_are_skipped_not_failed(
+    seeded: TraceStore, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    result = materialize(seeded, instance, tmp_path, KafkaResource())
+    assert result.success
+    meta = embedding_metadata(result)
+    assert meta["embedding_requests_skipped"] == TRACES and meta["embedding_requests_failed"] == 0
