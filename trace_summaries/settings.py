@@ -89,3 +89,10 @@ def choice_setting(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise SettingError(f"{name}={value!r}: expected one of {', '.join(choices)}")
     return value
+
+
+S3_BUCKET = "TRACE_SUMMARIES_S3_BUCKET"
+S3_PREFIX = "TRACE_SUMMARIES_S3_PREFIX"
+# Read by boto3 itself as well; named here so configuration lives in one table.
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+AWS_REGION = "AWS_REGION"

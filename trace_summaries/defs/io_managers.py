@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from trace_summaries import settings
 from trace_summaries.defs.partitions import team_hour
@@ -26,40 +27,110 @@ def partition_object_name(asset: str, partition_key: str) -> str:
     return f"{asset}/{hour.replace(':', '')}/{team}.jsonl"
 
 
-class SampleIOManager(dg.ConfigurableIOManager):
-    """Stores ``sampled_traces`` as JSON lines, not pickle: safe to load and readable by other tools."""
+class SampleStoreIOManager(dg.ConfigurableIOManager):
+    """Stores ``sampled_traces`` as JSON lines, one object per partition: not pickle, so objects are safe
+    to load and readable by other tools. Subclasses say where objects live."""
 
-    base_dir: str
+    def _write(self, name: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _read(self, name: str) -> bytes | None:
+        raise NotImplementedError
+
+    def _delete(self, name: str) -> None:
+        raise NotImplementedError
+
+    def location(self) -> str:
+        raise NotImplementedError
 
     def handle_output(self, context: dg.OutputContext, obj: dict[str, TeamHourSample]) -> None:
         asset = context.asset_key.path[-1]
         for key in set(map(str, context.asset_partition_keys)) - set(obj):
             # A partition of the range that failed: drop its old object so no later step reads stale data.
-            (Path(self.base_dir) / partition_object_name(asset, key)).unlink(missing_ok=True)
+            self._delete(partition_object_name(asset, key))
         for key, sample in obj.items():
-            path = Path(self.base_dir) / partition_object_name(asset, key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Write then rename: a run killed mid-write never leaves a truncated object behind.
-            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as handle:
-                handle.write(sample.to_jsonl())
-            os.replace(handle.name, path)
-        context.add_output_metadata({"objects_written": len(obj), "base_dir": self.base_dir})
+            self._write(partition_object_name(asset, key), sample.to_jsonl())
+        context.add_output_metadata({"objects_written": len(obj), "location": self.location()})
 
     def load_input(self, context: dg.InputContext) -> dict[str, TeamHourSample]:
         """The samples of the requested partitions that exist; a missing one is a partition that failed."""
         asset = context.asset_key.path[-1]
         samples: dict[str, TeamHourSample] = {}
         for key in context.asset_partition_keys:
-            path = Path(self.base_dir) / partition_object_name(asset, key)
-            if path.exists():
-                samples[str(key)] = TeamHourSample.from_jsonl(path.read_bytes())
+            data = self._read(partition_object_name(asset, key))
+            if data is not None:
+                samples[str(key)] = TeamHourSample.from_jsonl(data)
         if not samples:
-            raise FileNotFoundError(f"no stored {asset} object for {list(context.asset_partition_keys)[:3]}")
+            raise FileNotFoundError(
+                f"no stored {asset} object in {self.location()} for {list(context.asset_partition_keys)[:3]}"
+            )
         return samples
 
 
-def sample_io_manager() -> SampleIOManager:
-    return SampleIOManager(base_dir=str(settings.intermediate_dir()))
+class SampleIOManager(SampleStoreIOManager):
+    """Objects on the local filesystem (the default: laptops and single-node deployments)."""
+
+    base_dir: str
+
+    def _write(self, name: str, data: bytes) -> None:
+        path = Path(self.base_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a run killed mid-write never leaves a truncated object behind.
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as handle:
+            handle.write(data)
+        os.replace(handle.name, path)
+
+    def _read(self, name: str) -> bytes | None:
+        path = Path(self.base_dir) / name
+        return path.read_bytes() if path.exists() else None
+
+    def _delete(self, name: str) -> None:
+        (Path(self.base_dir) / name).unlink(missing_ok=True)
+
+    def location(self) -> str:
+        return self.base_dir
+
+
+class S3SampleIOManager(SampleStoreIOManager):
+    """Objects in S3 or any S3-compatible store (``AWS_ENDPOINT_URL``): what runs on Kubernetes share."""
+
+    s3: dg.ResourceDependency[S3Resource]
+    bucket: str
+    prefix: str = "trace-summaries"
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix.strip('/')}/{name}" if self.prefix.strip("/") else name
+
+    def _write(self, name: str, data: bytes) -> None:
+        # A PUT is atomic: readers see the old object or the new one, never a part.
+        self.s3.get_client().put_object(Bucket=self.bucket, Key=self._key(name), Body=data)
+
+    def _read(self, name: str) -> bytes | None:
+        client = self.s3.get_client()
+        try:
+            return client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+        except client.exceptions.NoSuchKey:
+            return None
+
+    def _delete(self, name: str) -> None:
+        self.s3.get_client().delete_object(Bucket=self.bucket, Key=self._key(name))
+
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix.strip('/')}"
+
+
+def sample_io_manager() -> SampleStoreIOManager:
+    bucket = os.environ.get(settings.S3_BUCKET)
+    if not bucket:
+        return SampleIOManager(base_dir=str(settings.intermediate_dir()))
+    return S3SampleIOManager(
+        s3=S3Resource(
+            endpoint_url=os.environ.get(settings.AWS_ENDPOINT_URL) or None,
+            region_name=os.environ.get(settings.AWS_REGION) or None,
+        ),
+        bucket=bucket,
+        prefix=os.environ.get(settings.S3_PREFIX) or "trace-summaries",
+    )
 
 
 class SummaryEventsIOManager(dg.ConfigurableIOManager):
