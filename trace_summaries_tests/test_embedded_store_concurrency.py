@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import dagster as dg
 from trace_summaries.defs.io_managers import partition_object_name
 from trace_summaries.sampling import TeamHourSample
 from trace_summaries.store import TraceStore
+from trace_summaries_tests.support.dagster_cli import PROJECT, materialize_command
 from trace_summaries_tests.support.events import ai_event
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
@@ -42,22 +42,11 @@ def test_three_team_partitions_run_at_once_on_one_embedded_store(tmp_path: Path)
         "TRACE_SUMMARIES_START_DATE": "2026-11-01",
     }
     env.pop("TRACE_SUMMARIES_CLICKHOUSE_DSN", None)
-    dagster = str(Path(sys.executable).with_name("dagster"))
     runs = [
         subprocess.Popen(
-            [
-                dagster,
-                "asset",
-                "materialize",
-                "-m",
-                "trace_summaries.definitions",
-                "--select",
-                "sampled_traces",
-                "--partition",
-                f"2026-11-20-09:00|{team}",
-            ],
+            materialize_command("sampled_traces", f"2026-11-20-09:00|{team}"),
             env=env,
-            cwd=Path(__file__).parents[1],
+            cwd=PROJECT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

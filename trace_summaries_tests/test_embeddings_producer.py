@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import Message
 
 from trace_summaries.embeddings.producer import MAX_REPORTED_ERRORS, EmbeddingRequestProducer
 from trace_summaries.embeddings.request import EmbeddingRequest, SummaryDocument, build_embedding_request
 from trace_summaries_tests.support.kafka_broker import KafkaBroker, running_kafka_broker
+from trace_summaries_tests.support.kafka_topics import read_topic as read_whole_topic
 
 TOPIC = "document_embeddings_input"
 SUMMARY_TIME = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
@@ -49,18 +49,7 @@ def value(message: Message) -> dict[str, object]:
 
 
 def read_topic(broker: KafkaBroker, expected: int, timeout_s: float = 15.0) -> list[Message]:
-    """Every message of the topic from the beginning (partition by partition), waiting for ``expected``."""
-    consumer = Consumer({**broker.client_config(), "group.id": f"reader-{uuid.uuid4()}"})
-    try:
-        partitions = consumer.list_topics(TOPIC, timeout=5).topics[TOPIC].partitions
-        consumer.assign([TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in partitions])
-        messages: list[Message] = []
-        deadline = time.monotonic() + timeout_s
-        while len(messages) < expected and time.monotonic() < deadline:
-            messages.extend(m for m in consumer.consume(expected - len(messages), 0.5) if m.error() is None)
-        return sorted(messages, key=lambda m: (m.partition(), m.offset()))
-    finally:
-        consumer.close()
+    return read_whole_topic(broker.client_config(), TOPIC, expected, timeout_s)
 
 
 def test_each_request_is_one_message_matching_the_contract_field_by_field(broker: KafkaBroker) -> None:

@@ -139,7 +139,8 @@ def pipeline(store: TraceStore, tmp_path: Path) -> dg.Definitions:
 def summarized_teams(store: TraceStore) -> dict[int, int]:
     with store.session() as client:
         rows = client.query(
-            "SELECT team_id, count() FROM events WHERE event = '$ai_trace_summary' GROUP BY team_id ORDER BY team_id"
+            "SELECT team_id, count() FROM events WHERE event = '$ai_trace_summary'"
+            " GROUP BY team_id ORDER BY team_id"
         ).result_rows
     return {int(team): int(count) for team, count in rows}
 

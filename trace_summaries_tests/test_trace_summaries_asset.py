@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from trace_summaries.seed import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries.summarize import PROMPT_VERSION
 from trace_summaries.summary_events import SummaryEvent, batch_run_id, summary_event_uuid
+from trace_summaries_tests.support.dagster_cli import PROJECT, materialize_command
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
 from trace_summaries_tests.support.openai_server import Fault, OpenAICompatibleServer, openai_server
 from trace_summaries_tests.support.ports import wait_until
@@ -30,7 +30,6 @@ HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 TEAM = 5
 KEY = f"2026-11-20-09:00|{TEAM}"
 TRACES = 6
-PROJECT = Path(__file__).parents[1]
 
 
 @pytest.fixture
@@ -220,19 +219,8 @@ def test_rematerializing_a_partition_keeps_event_ids_even_after_a_killed_run(
             "OPENAI_API_KEY": TEST_API_KEY,
             "OPENAI_BASE_URL": server.base_url,
         }
-        dagster = str(Path(sys.executable).with_name("dagster"))
         killed = subprocess.Popen(
-            [
-                dagster,
-                "asset",
-                "materialize",
-                "-m",
-                "trace_summaries.definitions",
-                "--select",
-                "sampled_traces,trace_summaries",
-                "--partition",
-                KEY,
-            ],
+            materialize_command("sampled_traces,trace_summaries", KEY),
             env=env,
             cwd=PROJECT,
             stdout=subprocess.DEVNULL,

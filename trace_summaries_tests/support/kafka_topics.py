@@ -20,7 +20,8 @@ def read_topic(
         messages: list[Message] = []
         deadline = time.monotonic() + timeout_s
         while len(messages) < expected and time.monotonic() < deadline:
-            messages += [m for m in consumer.consume(num_messages=500, timeout=0.5) if m.error() is None]
-        return messages
+            batch = consumer.consume(num_messages=max(1, expected - len(messages)), timeout=0.5)
+            messages += [m for m in batch if m.error() is None]
+        return sorted(messages, key=lambda m: (m.partition(), m.offset()))
     finally:
         consumer.close()
