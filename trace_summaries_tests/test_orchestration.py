@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from trace_summaries.defs.checks import partition_summarized
+from trace_summaries.defs.hourly_report import hourly_report
 from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
 from trace_summaries.defs.jobs import trace_summaries_job
 from trace_summaries.defs.partition_failures import CHECK_NAME, FAILED_PARTITIONS_TAG
@@ -183,3 +184,34 @@ def test_a_ranged_run_with_a_failing_team_writes_the_others_and_the_sensor_retri
     # Evaluated again from its cursor, the sensor does not request it twice.
     again = failed_partitions_sensor(dg.build_sensor_context(instance=instance, cursor=sensor_result.cursor))
     assert again.run_requests == []
+
+
+def test_the_hourly_report_counts_teams_traces_and_summaries_and_names_failed_teams(
+    store: TraceStore, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_store(store, [3, 5], [HOUR], 4, progress=False, oversized_fraction=0.0)
+    instance.add_dynamic_partitions(TEAMS.name, ["3", "5", "7"])
+    defs = pipeline(store, tmp_path)
+    for team in ("3", "5"):
+        run = defs.resolve_job_def("trace_summaries_job").execute_in_process(
+            instance=instance, partition_key=f"{HOUR_KEY}|{team}"
+        )
+        assert run.success
+    # Team 7 was scheduled but never ran: the report must say so.
+    monkeypatch.setenv("TRACE_SUMMARIES_ALLOWED_TEAM_IDS", "3,5,7")
+
+    report = dg.materialize(
+        [sampled_traces, trace_summaries, hourly_report],
+        selection=[hourly_report],
+        partition_key=HOUR_KEY,
+        instance=instance,
+        resources=defs.resources,
+    )
+
+    assert report.success
+    [materialization] = report.asset_materializations_for_node("hourly_report")
+    meta = {key: value.value for key, value in materialization.metadata.items()}
+    assert meta["teams_processed"] == 3 and meta["teams_failed"] == 1
+    assert meta["failed_team_ids"] == [7]
+    assert meta["total_traces"] == 8 and meta["total_summaries"] == 8
+    assert "| 7 | 0 | 0 | no sample" in meta["teams"]

@@ -60,10 +60,6 @@ class SampleStoreIOManager(dg.ConfigurableIOManager):
             data = self._read(partition_object_name(asset, key))
             if data is not None:
                 samples[str(key)] = TeamHourSample.from_jsonl(data)
-        if not samples:
-            raise FileNotFoundError(
-                f"no stored {asset} object in {self.location()} for {list(context.asset_partition_keys)[:3]}"
-            )
         return samples
 
 
