@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trace_summaries.redaction import RedactionConfig, redact_trace_text
 from trace_summaries.sampling import SampledTrace, TeamHourSample
 from trace_summaries.summarize import (
     Summarizer,
@@ -102,6 +103,7 @@ async def summarize_partition(
     batch_size: int,
     render: RenderOptions,
     on_progress: ProgressCallback | None = None,
+    redaction: RedactionConfig | None = None,
 ) -> PartitionSummaries:
     result = PartitionSummaries(
         team_id=sample.team_id,
@@ -111,16 +113,21 @@ async def summarize_partition(
         batch_run_id=batch_run_id(sample.team_id, sample.window_start),
     )
     renderable: dict[str, tuple[SampledTrace, TraceText]] = {}
+    redactions: dict[str, dict[str, int]] = {}
     skipped: dict[str, TraceOutcome] = {}
     for trace in sample.traces:
         reason = _skip_reason(trace)
         if reason is not None:
             skipped[trace.trace_id] = TraceOutcome(trace_id=trace.trace_id, status="skipped", reason=reason)
             continue
-        renderable[trace.trace_id] = (trace, render_trace(trace, render))
+        text = render_trace(trace, render)
+        if redaction is not None and redaction.enabled:
+            # Before anything reaches the summarizer: the text, and the events it reads the name from.
+            text, redactions[trace.trace_id] = redact_trace_text(text, redaction)
+        renderable[trace.trace_id] = (trace, text)
 
     items = [
-        (trace_id, text, [event.model_dump() for event in trace.events])
+        (trace_id, text, _summarizer_events(trace, redaction))
         for trace_id, (trace, text) in renderable.items()
     ]
     summaries = await summarize_many(summarizer, items, mode, batch_size=batch_size, on_progress=on_progress)
@@ -130,8 +137,17 @@ async def summarize_partition(
             result.outcomes.append(skipped[trace.trace_id])
             continue
         _, text = renderable[trace.trace_id]
-        result.outcomes.append(_outcome(sample, trace, text, mode, summaries[trace.trace_id]))
+        summary = summaries[trace.trace_id]
+        result.outcomes.append(_outcome(sample, trace, text, mode, summary, redactions.get(trace.trace_id)))
     return result
+
+
+def _summarizer_events(trace: SampledTrace, redaction: RedactionConfig | None) -> list[dict[str, Any]]:
+    events = [event.model_dump() for event in trace.events]
+    if redaction is not None and redaction.enabled:
+        for event in events:  # properties only: uuids tie the summary's lines to their events
+            event["properties"], _ = redaction.redact_value(event["properties"])
+    return events
 
 
 def summarize_partition_sync(
@@ -154,6 +170,7 @@ def _outcome(
     text: TraceText,
     mode: SummaryMode,
     summary: TraceSummaryResult,
+    redactions: dict[str, int] | None = None,
 ) -> TraceOutcome:
     accounting: Mapping[str, Any] = {
         "input_tokens": summary.input_tokens,
@@ -189,6 +206,7 @@ def _outcome(
             "output_tokens": summary.output_tokens,
             "cost_usd": summary.cost_usd,
             "line_refs_invalid": summary.line_refs_invalid,
+            "redactions": redactions or {},
         },
     )
     return TraceOutcome(trace_id=trace.trace_id, status="generated", event=event, **accounting)

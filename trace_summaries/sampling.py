@@ -39,6 +39,12 @@ GUARD_EXCLUSIONS: tuple[GuardExclusion, ...] = ("too_many_events", "too_large")
 # How many excluded trace ids of each reason are reported back (the counts are always complete).
 EXCLUDED_EXAMPLES = 10
 
+# Properties nested deeper than this are cut (the deeper value becomes ``TOO_DEEP``): pydantic reads JSON
+# only ~200 levels deep and writes ~250, so one absurdly nested event would otherwise fail the partition's
+# intermediate object, and with it every trace of the partition.
+MAX_PROPERTIES_DEPTH = 64
+TOO_DEEP = f"[value nested deeper than {MAX_PROPERTIES_DEPTH} levels: not shown]"
+
 
 class SamplingConfig(BaseModel):
     """The guards of the original pipeline, plus how far around the hour a trace's events may lie."""
@@ -89,6 +95,8 @@ class SamplingStats(BaseModel):
     malformed_rows: int = 0
     malformed_event_uuids: list[str] = Field(default_factory=list)
     duplicate_events_dropped: int = 0
+    # Events whose properties were nested deeper than ``MAX_PROPERTIES_DEPTH`` (kept, deep part cut).
+    too_deep_event_uuids: list[str] = Field(default_factory=list)
     select_query_seconds: float = 0.0
     fetch_query_seconds: float = 0.0
 
@@ -111,7 +119,9 @@ class TeamHourSample(BaseModel):
 
     @classmethod
     def from_jsonl(cls, data: bytes) -> TeamHourSample:
-        header, *lines = data.decode().splitlines()
+        # Split on "\n" only: JSON leaves U+2028, U+2029 and U+0085 unescaped inside strings, and
+        # ``str.splitlines`` would cut a trace's line in two at them.
+        header, *lines = data.decode().split("\n")
         sample = cls.model_validate_json(header.replace("{", '{"traces":[],', 1))
         sample.traces = [SampledTrace.model_validate_json(line) for line in lines if line]
         return sample
@@ -285,7 +295,8 @@ def _fetch_traces(
             trace.malformed_event_uuids.append(uuid)
             stats.malformed_event_uuids.append(uuid)
             continue
-        _replace_non_finite(properties)
+        if _make_serializable(properties):
+            stats.too_deep_event_uuids.append(uuid)
         trace.events.append(
             TraceEvent(uuid=uuid, event=event, timestamp=as_utc(timestamp), properties=properties)
         )
@@ -294,14 +305,39 @@ def _fetch_traces(
     return list(by_id.values())
 
 
-def _replace_non_finite(value: Any) -> Any:
-    """NaN and Infinity parse from JSON but cannot be written back as JSON: make them strings, in place."""
+def _clean_scalar(value: Any) -> Any:
+    """NaN and Infinity parse from JSON but cannot be written back as JSON: they become strings. Lone
+    surrogates (``"\\ud800"`` is valid JSON) cannot be encoded as UTF-8: each becomes ``?``."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            value[key] = _replace_non_finite(item)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            value[index] = _replace_non_finite(item)
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", errors="replace").decode("utf-8")
     return value
+
+
+def _make_serializable(properties: dict[str, Any]) -> bool:
+    """Makes decoded properties safe to write as JSON, in place, without recursion (a value may be nested
+    as deep as the JSON parser allowed). Returns True when a part nested too deep was cut."""
+    cut = False
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(properties, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if isinstance(container, dict):
+            entries = list(container.items())
+            container.clear()
+            keyed = [(_clean_scalar(key), item) for key, item in entries]
+        else:
+            keyed = list(enumerate(container))
+        for key, item in keyed:
+            if isinstance(item, dict | list):
+                if depth >= MAX_PROPERTIES_DEPTH:
+                    item, cut = TOO_DEEP, True
+                else:
+                    stack.append((item, depth + 1))
+            else:
+                item = _clean_scalar(item)
+            container[key] = item
+    return cut

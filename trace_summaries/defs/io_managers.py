@@ -23,7 +23,7 @@ from trace_summaries.teams import InvalidTeamKey
 
 def partition_object_name(asset: str, partition_key: str) -> str:
     """``<asset>/<hour>/<team>.jsonl``: readable paths, and one team's hours sit side by side."""
-    hour, team = str(partition_key).split("|")
+    hour, _, team = str(partition_key).partition("|")
     return f"{asset}/{hour.replace(':', '')}/{team}.jsonl"
 
 

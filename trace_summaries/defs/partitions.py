@@ -25,11 +25,15 @@ class TeamHour:
 
 
 def team_hour(partition_key: str) -> TeamHour:
-    """Parse a ``<hour>|<team>`` key; an invalid team key raises ``InvalidTeamKey`` with a clear message."""
-    multi_key = TEAM_HOUR.get_partition_key_from_str(str(partition_key))
-    by_dimension = multi_key.keys_by_dimension
-    team_id = parse_team_key(by_dimension["team"])
-    window = HOURS.time_window_for_partition_key(by_dimension["hour"])
+    """Parse a ``<hour>|<team>`` key; an invalid team key raises ``InvalidTeamKey`` with a clear message.
+
+    The team part is validated before Dagster parses the key: a team key containing ``|`` would otherwise
+    fail inside Dagster with an error that names neither the key nor the rule.
+    """
+    hour_key, _, team_key = str(partition_key).partition("|")
+    team_id = parse_team_key(team_key)
+    multi_key = TEAM_HOUR.get_partition_key_from_str(f"{hour_key}|{team_key}")
+    window = HOURS.time_window_for_partition_key(multi_key.keys_by_dimension["hour"])
     return TeamHour(key=str(multi_key), team_id=team_id, window_start=window.start, window_end=window.end)
 
 

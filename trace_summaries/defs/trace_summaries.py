@@ -5,6 +5,7 @@ import statistics
 from typing import Any, Literal
 
 import dagster as dg
+from pydantic import Field
 
 from trace_summaries.defs.partition_failures import settle_partition_failures
 from trace_summaries.defs.partitions import TEAM_HOUR
@@ -15,6 +16,7 @@ from trace_summaries.partition_summaries import (
     PartitionSummaries,
     summarize_partition_sync,
 )
+from trace_summaries.redaction import RedactionConfig
 from trace_summaries.sampling import TeamHourSample
 
 
@@ -27,6 +29,9 @@ class TraceSummariesConfig(dg.Config):
     # "original": exactly the original system's rendering, for comparison.
     rendering: Literal["compact", "original"] = "compact"
     max_text_length: int = 2_000_000
+    # PII redaction before any text reaches the summarizer (off by default); extra kinds as name -> regex.
+    redact_pii: bool = False
+    redaction_patterns: dict[str, str] = Field(default_factory=dict)
 
 
 @dg.asset(
@@ -47,6 +52,7 @@ def trace_summaries(
     summarizer = llm.summarizer(model=config.model, max_attempts=config.max_attempts)
     base = PIPELINE_RENDERING if config.rendering == "compact" else ORIGINAL_RENDERING
     render = dataclasses.replace(base, max_length=config.max_text_length)
+    redaction = RedactionConfig(enabled=config.redact_pii, extra_patterns=config.redaction_patterns)
     results: dict[str, PartitionSummaries] = {}
     failures: dict[str, str] = {}
     for key in context.partition_keys:
@@ -61,6 +67,7 @@ def trace_summaries(
             batch_size=config.batch_size,
             render=render,
             on_progress=_progress_logger(context, key),
+            redaction=redaction,
         )
         context.log.info(f"{key}: {summaries.counts()} {summaries.reasons('failed') or ''}")
         systemic = summaries.systemic_failure()

@@ -8,6 +8,7 @@ into one plain ``TraceStep`` per event, leaving the summarizers free of format g
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -261,12 +262,14 @@ def _text(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number, or None: NaN and Infinity (JSON from some clients) are no latency or token count."""
     if isinstance(value, bool) or value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def _truthy(value: Any) -> bool:

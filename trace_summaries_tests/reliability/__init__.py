@@ -1,0 +1,1 @@
+"""Reliability tests: bad input, tenant isolation, secrets, PII redaction (and faults)."""
