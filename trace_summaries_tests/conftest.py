@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 # Partitions are declared at import; tests use fixed hours in November 2026.
 os.environ.setdefault("TRACE_SUMMARIES_START_DATE", "2026-11-01")
+# Reliability tests record what they injected and what survived; the table is printed at the end. Set
+# before any test (and any subprocess it starts) runs, so every process appends to the same file.
+os.environ.setdefault(
+    "TRACE_SUMMARIES_RELIABILITY_LEDGER", os.path.join(tempfile.mkdtemp(prefix="ts-ledger-"), "ledger.jsonl")
+)
 
 import dagster as dg
 import pytest
@@ -52,3 +58,20 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     home.mkdir()
     with dg.DagsterInstance.local_temp(str(home)) as dagster_instance:
         yield dagster_instance
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability table: faults injected and survived, bad inputs tried, events lost, duplicates."""
+    from trace_summaries_tests.reliability import ledger
+
+    table = ledger.totals(list(ledger.read()))
+    if not table:
+        return
+    terminalreporter.section("reliability")
+    terminalreporter.write_line(
+        f"{'category':<12} {'tried':>7} {'survived':>9} {'lost':>6} {'duplicates':>11}"
+    )
+    for category, row in sorted(table.items()):
+        terminalreporter.write_line(
+            f"{category:<12} {row['tried']:>7} {row['survived']:>9} {row['lost']:>6} {row['duplicates']:>11}"
+        )
