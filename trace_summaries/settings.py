@@ -96,3 +96,139 @@ S3_PREFIX = "TRACE_SUMMARIES_S3_PREFIX"
 # Read by boto3 itself as well; named here so configuration lives in one table.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_REGION = "AWS_REGION"
+
+
+# How patiently the trace store is reached when a session opens (connect + schema probe): a ClickHouse
+# that is restarting or briefly unreachable costs a few retries, not a failed partition.
+CLICKHOUSE_CONNECT_ATTEMPTS = "TRACE_SUMMARIES_CLICKHOUSE_CONNECT_ATTEMPTS"
+CLICKHOUSE_CONNECT_BACKOFF_MS = "TRACE_SUMMARIES_CLICKHOUSE_CONNECT_BACKOFF_MS"
+DEFAULT_CLICKHOUSE_CONNECT_ATTEMPTS = 4
+DEFAULT_CLICKHOUSE_CONNECT_BACKOFF_MS = 500
+
+
+def clickhouse_connect_attempts() -> int:
+    """Attempts at opening a store session before giving up (1 = no retry)."""
+    return int_setting(CLICKHOUSE_CONNECT_ATTEMPTS, DEFAULT_CLICKHOUSE_CONNECT_ATTEMPTS, low=1, high=20)
+
+
+def clickhouse_connect_backoff_s() -> float:
+    """The wait after the first failed attempt; it doubles after each further one (capped at 30 s)."""
+    return (
+        int_setting(CLICKHOUSE_CONNECT_BACKOFF_MS, DEFAULT_CLICKHOUSE_CONNECT_BACKOFF_MS, low=0, high=60_000)
+        / 1000
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Load-time validation: every setting checked when the code location loads, so a misconfigured deployment
+# fails at start-up with the variable's name instead of at the first schedule tick, sensor or run.
+# ---------------------------------------------------------------------------------------------------------
+
+# (default, low, high) of the integer settings, as their readers use them (schedules.py, sensors.py, here).
+INT_SETTING_BOUNDS: dict[str, tuple[int, int, int]] = {
+    SCHEDULE_MINUTE: (15, 0, 59),
+    SCHEDULE_LATENESS_MINUTES: (0, 0, 1440),
+    SHARD_THRESHOLD: (50, 0, 100_000),
+    SHARD_SIZE: (50, 1, 10_000),
+    RETRY_FAILED_MAX: (2, 0, 20),
+    CLICKHOUSE_CONNECT_ATTEMPTS: (DEFAULT_CLICKHOUSE_CONNECT_ATTEMPTS, 1, 20),
+    CLICKHOUSE_CONNECT_BACKOFF_MS: (DEFAULT_CLICKHOUSE_CONNECT_BACKOFF_MS, 0, 60_000),
+}
+
+# S3 bucket naming rules (the common mistake is a URL, s3://bucket/prefix, where a name is expected).
+_S3_BUCKET_NAME = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+
+
+def _url_problem(name: str, value: str, schemes: tuple[str, ...]) -> str | None:
+    """Why ``value`` is not a usable URL for ``name`` (never echoing credentials), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"{name} is not a valid URL ({exc})"
+    if parts.scheme not in schemes:
+        return f"{name} has scheme {parts.scheme or '(none)'!r}: expected {' or '.join(schemes)}"
+    if not parts.hostname:
+        return f"{name} has no host"
+    return None
+
+
+def _clickhouse_dsn_problem(value: str) -> str | None:
+    if value.startswith("chdb://"):
+        if value.removeprefix("chdb://").strip():
+            return None
+        return f"{CLICKHOUSE_DSN}=chdb:// names no directory (chdb:///<dir>)"
+    problem = _url_problem(CLICKHOUSE_DSN, value, ("http", "https"))
+    if problem:
+        return problem + " (chdb:///<dir>, or http(s)://user:password@host:port/database)"
+    return None
+
+
+def environment_problems() -> list[str]:
+    """Every invalid setting in ``os.environ``, one message each, each naming its variable."""
+    import re
+    from collections.abc import Callable
+
+    from trace_summaries.embeddings import kafka_config  # late: kafka_config imports this module
+    from trace_summaries.run_plan import SCHEDULE_MODES
+    from trace_summaries.team_set import TeamSetConfig
+    from trace_summaries.teams import InvalidTeamKey
+
+    env = os.environ
+    problems: list[str] = []
+
+    def check(function: Callable[..., object], *args: object, **kwargs: object) -> None:
+        try:
+            function(*args, **kwargs)
+        except (SettingError, InvalidTeamKey) as exc:
+            problems.append(str(exc))
+
+    if (dsn := (env.get(CLICKHOUSE_DSN) or "").strip()) and (problem := _clickhouse_dsn_problem(dsn)):
+        problems.append(problem)
+    for name in (DATA_DIR, INTERMEDIATE_DIR):
+        if (raw := env.get(name)) and Path(raw).exists() and not Path(raw).is_dir():
+            problems.append(f"{name}={raw!r} exists and is not a directory")
+    check(partitions_start)
+    for name, (default, low, high) in INT_SETTING_BOUNDS.items():
+        check(int_setting, name, default, low=low, high=high)
+    check(choice_setting, SCHEDULE_MODE, "auto", SCHEDULE_MODES)
+    check(TeamSetConfig.from_env, env)
+
+    for name in (OPENAI_BASE_URL, AWS_ENDPOINT_URL):
+        if (raw := (env.get(name) or "").strip()) and (problem := _url_problem(name, raw, ("http", "https"))):
+            problems.append(problem)
+    if LLM_MODEL in env and not env[LLM_MODEL].strip():
+        problems.append(f"{LLM_MODEL} is set but empty: unset it for the default model")
+
+    bucket = (env.get(S3_BUCKET) or "").strip()
+    if bucket and not re.fullmatch(_S3_BUCKET_NAME, bucket):
+        problems.append(
+            f"{S3_BUCKET}={bucket!r} is not a bucket name (3-63 lowercase letters, digits, '.', '-'; "
+            f"no s3:// and no path: the path goes in {S3_PREFIX})"
+        )
+    if not bucket and (env.get(S3_PREFIX) or "").strip():
+        problems.append(f"{S3_PREFIX} is set but {S3_BUCKET} is not: intermediates would stay on local disk")
+
+    if (env.get(KAFKA_BOOTSTRAP_SERVERS) or "").strip():
+        check(kafka_config.kafka_config_from_env, env)
+    else:
+        for name in (
+            kafka_config.KAFKA_SECURITY_PROTOCOL,
+            kafka_config.KAFKA_SASL_MECHANISM,
+            kafka_config.KAFKA_SASL_USERNAME,
+            kafka_config.KAFKA_SASL_PASSWORD,
+            kafka_config.KAFKA_SSL_CA_LOCATION,
+            kafka_config.KAFKA_TOPIC_EMBEDDING_REQUESTS,
+        ):
+            if (env.get(name) or "").strip():
+                problems.append(f"{name} is set but {KAFKA_BOOTSTRAP_SERVERS} is not: nothing would be sent")
+    return problems
+
+
+def validate_environment() -> None:
+    """Raises ``SettingError`` listing every invalid setting (each message names its variable)."""
+    problems = environment_problems()
+    if problems:
+        raise SettingError("invalid configuration: " + "; ".join(problems))

@@ -9,3 +9,9 @@ trace_summaries_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("trace_summaries"),
     executor_def=dg.in_process_executor,
 )
+
+
+@dg.definitions
+def default_executor() -> dg.Definitions:
+    """The same executor for runs the UI and backfills launch (they use the implicit asset job)."""
+    return dg.Definitions(executor=dg.in_process_executor)

@@ -7,20 +7,26 @@ cluster. Everything above this module only sees a clickhouse-connect client insi
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
+from trace_summaries import settings
 from trace_summaries.store.embedded_lock import DirectoryLock
+
+logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ("uuid", "event", "properties", "timestamp", "team_id", "distinct_id")
 _SCHEMA_FILES = ("events.sql",)
@@ -30,6 +36,26 @@ _SCHEMA_FILES = ("events.sql",)
 _schema_ready: set[str] = set()
 _schema_guard = threading.Lock()
 _embedded_locks: dict[Path, DirectoryLock] = {}
+
+# Opening a session is retried when the failure can pass: the server unreachable, dropping connections,
+# answering 429/503/504 (clickhouse-connect raises OperationalError for all of these), or reporting one of
+# these transient conditions. Anything else (bad credentials, unknown database, a bad DSN) fails at once.
+_TRANSIENT_SERVER_CODES = frozenset(
+    {
+        159,  # TIMEOUT_EXCEEDED
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        203,  # NO_FREE_CONNECTION
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY
+        425,  # SYSTEM_ERROR
+        999,  # KEEPER_EXCEPTION
+    }
+)
+_MAX_CONNECT_BACKOFF_S = 30.0
+# Driver messages can be long (a whole server response); errors keep the start.
+_MAX_DRIVER_MESSAGE_CHARS = 300
 
 
 class StoreError(RuntimeError):
@@ -63,7 +89,25 @@ def redact_dsn(dsn: str) -> str:
 class TraceStore:
     """A handle on the trace store; cheap to create, opens connections only inside ``session()``."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect_attempts: int | None = None,
+        connect_backoff_s: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``connect_attempts`` and ``connect_backoff_s`` (the first wait; it doubles, capped at 30 s)
+        default to ``TRACE_SUMMARIES_CLICKHOUSE_CONNECT_ATTEMPTS`` / ``..._CONNECT_BACKOFF_MS``."""
+        self.connect_attempts = (
+            settings.clickhouse_connect_attempts() if connect_attempts is None else connect_attempts
+        )
+        self.connect_backoff_s = (
+            settings.clickhouse_connect_backoff_s() if connect_backoff_s is None else connect_backoff_s
+        )
+        if self.connect_attempts < 1 or self.connect_backoff_s < 0:
+            raise ValueError("connect_attempts must be at least 1 and connect_backoff_s not negative")
+        self._sleep = sleep
         if dsn.startswith("chdb://"):
             self.embedded_dir: Path | None = Path(dsn.removeprefix("chdb://")).expanduser().resolve()
         elif dsn.startswith(("http://", "https://")):
@@ -83,12 +127,19 @@ class TraceStore:
 
     @contextmanager
     def session(self) -> Iterator[Client]:
-        """A client valid for the block; on the embedded engine the block holds the directory lock."""
+        """A client valid for the block; on the embedded engine the block holds the directory lock.
+
+        Opening the session (connect and schema probe) is retried with backoff while the failure is
+        transient; then, and for any driver error raised inside the block, a ``StoreError`` says which store
+        failed and how, without credentials. A statement is never retried here: only the caller knows
+        whether its unit of work can run twice.
+        """
         if self.embedded_dir is None:
-            client = self._connect(self.dsn)
+            client = self._open(self.dsn)
             try:
-                self._ensure_schema(client)
                 yield client
+            except ClickHouseError as exc:
+                raise StoreError(self._query_failure(exc)) from exc
             finally:
                 client.close()
             return
@@ -96,12 +147,15 @@ class TraceStore:
         with lock as outermost:
             if outermost:
                 self.embedded_dir.mkdir(parents=True, exist_ok=True)
-                _EmbeddedClients.current = self._connect(f"chdb://{self.embedded_dir}")
+                _EmbeddedClients.current = self._open(f"chdb://{self.embedded_dir}")
             client = _EmbeddedClients.current
             assert client is not None
             try:
-                self._ensure_schema(client)
+                if not outermost:
+                    self._ensure_schema(client)
                 yield client
+            except ClickHouseError as exc:
+                raise StoreError(self._query_failure(exc)) from exc
             finally:
                 if outermost:
                     _EmbeddedClients.current = None
@@ -128,13 +182,60 @@ class TraceStore:
                 client.command(resources.files("trace_summaries.store").joinpath("sql", name).read_text())
             _schema_ready.add(self.dsn)
 
-    def _connect(self, dsn: str) -> Client:
-        try:
-            return clickhouse_connect.get_client(dsn=dsn)
-        except Exception as exc:  # the driver's own errors vary by engine; one clear error for callers
-            raise StoreError(
-                f"cannot connect to ClickHouse at {redact_dsn(dsn)}: {type(exc).__name__}"
-            ) from exc
+    def _open(self, dsn: str) -> Client:
+        """A connected client with the schema in place, retrying transient failures with backoff."""
+        attempt = 0
+        while True:
+            attempt += 1
+            client: Client | None = None
+            try:
+                client = clickhouse_connect.get_client(dsn=dsn)
+                self._ensure_schema(client)
+                return client
+            except Exception as exc:  # the driver's own errors vary by engine; one clear error for callers
+                if client is not None:
+                    client.close()
+                if not _transient(exc) or attempt >= self.connect_attempts:
+                    tries = f" after {attempt} attempts" if attempt > 1 else ""
+                    raise StoreError(
+                        self._failure(f"cannot connect to ClickHouse at {self.describe()}{tries}", exc)
+                    ) from exc
+                wait = min(_MAX_CONNECT_BACKOFF_S, self.connect_backoff_s * 2 ** (attempt - 1))
+                logger.warning(
+                    "ClickHouse at %s not reachable (attempt %d of %d: %s); retrying in %.1fs",
+                    self.describe(),
+                    attempt,
+                    self.connect_attempts,
+                    type(exc).__name__,
+                    wait,
+                )
+                self._sleep(wait)
+
+    def _query_failure(self, exc: BaseException) -> str:
+        return self._failure(f"query to ClickHouse at {self.describe()} failed", exc)
+
+    def _failure(self, what: str, exc: BaseException) -> str:
+        """``<what>: <driver error type>: <its message>``, with any trace of the password removed."""
+        detail = " ".join(str(exc).split())[:_MAX_DRIVER_MESSAGE_CHARS]
+        message = f"{what}: {type(exc).__name__}"
+        return _scrub_password(f"{message}: {detail}" if detail else message, self.dsn)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DatabaseError) and getattr(exc, "code", None) in _TRANSIENT_SERVER_CODES
+
+
+def _scrub_password(text: str, dsn: str) -> str:
+    """``text`` without the DSN's password in any spelling (as given, URL-decoded, URL-encoded)."""
+    password = urlsplit(dsn).password
+    if not password:
+        return text
+    for spelling in {password, unquote(password), quote(unquote(password), safe="")}:
+        if spelling:
+            text = text.replace(spelling, "***")
+    return text
 
 
 class _EmbeddedClients:

@@ -40,6 +40,14 @@ Engine access is serialized with one lock; the HTTP server is threaded. Test hoo
 ``POST /_test/fail`` with ``{"mode": "down" | "error" | "off"}`` injects faults (``down`` drops every
 connection without answering, ``error`` answers every query with an exception; optional ``code`` and
 ``status``). ``clickhouse_http_server()`` starts and stops such a process for a test.
+
+Finer faults, for tests that must hit one statement of a unit of work (e.g. the INSERT after a DELETE):
+``match`` limits a fault to statements containing that text (case-insensitive; an INSERT is matched
+without its data), ``count`` to the next N requests it applies to (then the fault switches itself off), and
+the ``delay`` mode holds matching statements for ``seconds`` before running them, or until the fault is
+changed. A held statement whose client disconnects meanwhile (a killed process) is abandoned, not run, and
+logged with code 394 (QUERY_WAS_CANCELLED). ``GET /_test/fail`` reports the fault, how many requests it has
+caught since it was set (``applied``) and how many it is holding or still running (``held``).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ import gzip
 import json
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -73,7 +82,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from trace_summaries_tests.support.ports import free_port, wait_until
 
-FaultMode = Literal["off", "down", "error"]
+FaultMode = Literal["off", "down", "error", "delay"]
 
 # ----------------------------------------------------------------------------------------------------------
 # Protocol constants (ClickHouse src/Server/HTTPHandler.cpp, exceptionCodeToHTTPStatus.cpp)
@@ -181,6 +190,9 @@ _SESSION_NOT_FOUND = 372
 _INVALID_SESSION_TIMEOUT = 374
 _AUTHENTICATION_FAILED = 516
 _STD_EXCEPTION = 1001
+_QUERY_WAS_CANCELLED = 394
+# How often a held (``delay``) statement checks whether its client is still connected.
+_HOLD_POLL_S = 0.05
 _UNKNOWN_EXCEPTION = 1002
 
 _SETTING_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -654,10 +666,69 @@ class FrontState:
     fault_status: int = 500
     log: list[dict[str, Any]] = field(default_factory=list)
     log_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Finer faults (see the module docstring): which statements, how many more, how long a delay holds.
+    fault_match: str | None = None
+    fault_remaining: int | None = None
+    fault_seconds: float = 0.0
+    fault_generation: int = 0
+    faults_applied: int = 0
+    held: int = 0
+    fault_cond: threading.Condition = field(default_factory=threading.Condition)
 
     def record(self, entry: dict[str, Any]) -> None:
         with self.log_lock:
             self.log.append(entry)
+
+    def set_fault(self, request: dict[str, Any]) -> FaultMode:
+        mode = request.get("mode", "off")
+        if mode not in ("off", "down", "error", "delay"):
+            raise ValueError(f"unknown fault mode {mode!r}")
+        match = request.get("match")
+        count = request.get("count")
+        if count is not None and int(count) < 1:
+            raise ValueError("count must be at least 1")
+        with self.fault_cond:
+            self.fault_code = int(request.get("code", _UNKNOWN_EXCEPTION))
+            self.fault_status = int(request.get("status", 500))
+            self.fault_match = str(match) if match else None
+            self.fault_remaining = int(count) if count is not None else None
+            self.fault_seconds = float(request.get("seconds", 0.0))
+            self.fault_mode = mode
+            self.faults_applied = 0
+            self.fault_generation += 1  # releases statements held by an earlier ``delay``
+            self.fault_cond.notify_all()
+        return mode
+
+    def take_fault(self, statement: str | None) -> FaultMode:
+        """The fault for this request (``off`` if none applies), counting it against ``count``.
+
+        ``statement`` is None before the request is parsed: only a fault without ``match`` applies then.
+        """
+        with self.fault_cond:
+            mode = self.fault_mode
+            if mode == "off":
+                return "off"
+            if self.fault_match is not None and (
+                statement is None or self.fault_match.lower() not in statement.lower()
+            ):
+                return "off"
+            self.faults_applied += 1
+            if self.fault_remaining is not None:
+                self.fault_remaining -= 1
+                if self.fault_remaining <= 0:
+                    self.fault_mode, self.fault_match, self.fault_remaining = "off", None, None
+            return mode
+
+    def fault_report(self) -> dict[str, Any]:
+        with self.fault_cond:
+            return {
+                "mode": self.fault_mode,
+                "match": self.fault_match,
+                "remaining": self.fault_remaining,
+                "seconds": self.fault_seconds,
+                "applied": self.faults_applied,
+                "held": self.held,
+            }
 
 
 class _Server(ThreadingHTTPServer):
@@ -703,7 +774,7 @@ class ClickHouseHTTPHandler(BaseHTTPRequestHandler):
         if url.path.startswith("/_test/"):
             self._test_hook(url.path, body)
             return
-        if state.fault_mode == "down":
+        if state.fault_mode == "down" and state.fault_match is None and state.take_fault(None) == "down":
             self._drop_connection()
             return
         if url.path == "/ping":
@@ -748,17 +819,13 @@ class ClickHouseHTTPHandler(BaseHTTPRequestHandler):
             self._send(200, b"{}", {"Content-Type": "application/json"})
         elif path == "/_test/fail" and self.command == "POST":
             try:
-                request = json.loads(body or b"{}")
-                mode = request.get("mode", "off")
-                if mode not in ("off", "down", "error"):
-                    raise ValueError(f"unknown fault mode {mode!r}")
-                state.fault_code = int(request.get("code", _UNKNOWN_EXCEPTION))
-                state.fault_status = int(request.get("status", 500))
-                state.fault_mode = mode
-            except (ValueError, AttributeError) as exc:
+                mode = state.set_fault(json.loads(body or b"{}"))
+            except (ValueError, AttributeError, TypeError) as exc:
                 self._send(400, str(exc).encode(), {"Content-Type": "text/plain"})
                 return
             self._send(200, json.dumps({"mode": mode}).encode(), {"Content-Type": "application/json"})
+        elif path == "/_test/fail" and self.command == "GET":
+            self._send(200, json.dumps(state.fault_report()).encode(), {"Content-Type": "application/json"})
         else:
             self._send(404, b"unknown test hook\n", {"Content-Type": "text/plain"})
 
@@ -790,10 +857,23 @@ class ClickHouseHTTPHandler(BaseHTTPRequestHandler):
             if self.command == "GET" and not request.query.strip():
                 self._send(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
                 return
-            if state.fault_mode == "error":
+            fault = state.take_fault(entry["query"])
+            if fault != "off":
+                entry["fault"] = fault
+            if fault == "error":
                 name = state.engine.error_names.get(str(state.fault_code), "UNKNOWN_EXCEPTION")
                 raise InjectedFault(state.fault_code, name, state.fault_status)
-            outcome = state.engine.execute(request)
+            if fault == "down":
+                entry["error_code"] = None
+                state.record(entry)
+                self._drop_connection()
+                return
+            if fault == "delay":
+                outcome = self._execute_held(request, entry)
+                if outcome is None:
+                    return
+            else:
+                outcome = state.engine.execute(request)
         except ClickHouseError as error:
             entry.setdefault("query", "")
             entry["error_code"] = error.code
@@ -821,6 +901,47 @@ class ClickHouseHTTPHandler(BaseHTTPRequestHandler):
         else:
             headers["Content-Type"] = "text/plain; charset=UTF-8"
         self._send(200, outcome.body, headers, response_encoding)
+
+    def _execute_held(self, request: QueryRequest, entry: dict[str, Any]) -> QueryOutcome | None:
+        """The ``delay`` fault: hold, then run the statement, unless the client went away meanwhile.
+
+        Counted in ``held`` until it has run (or been abandoned), so a test can wait for it to settle.
+        """
+        state = self.server.state
+        with state.fault_cond:
+            state.held += 1
+            generation = state.fault_generation
+        try:
+            deadline = time.monotonic() + state.fault_seconds
+            released = False
+            while True:
+                # Checked once more after the release: a client killed just before it is still gone.
+                if self._client_gone():
+                    entry["error_code"] = _QUERY_WAS_CANCELLED
+                    entry["abandoned"] = True
+                    state.record(entry)
+                    self.close_connection = True
+                    return None
+                if released:
+                    return state.engine.execute(request)
+                remaining = deadline - time.monotonic()
+                with state.fault_cond:
+                    if remaining <= 0 or state.fault_generation != generation:
+                        released = True
+                    else:
+                        state.fault_cond.wait(min(remaining, _HOLD_POLL_S))
+        finally:
+            with state.fault_cond:
+                state.held -= 1
+                state.fault_cond.notify_all()
+
+    def _client_gone(self) -> bool:
+        """True when the client closed its end (a killed process): readable, but nothing to read."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def _authenticate(self, url_params: dict[str, str]) -> None:
         """Basic auth, ``X-ClickHouse-User``/``-Key`` headers or ``user``/``password`` parameters."""
@@ -1049,14 +1170,40 @@ class ClickHouseHTTPServer:
     def clear_queries(self) -> None:
         self._control("DELETE", "/_test/queries")
 
-    def set_fault(self, mode: FaultMode, *, code: int | None = None, status: int | None = None) -> None:
-        """``down``: connections reset unanswered; ``error``: every query fails; ``off``: normal again."""
+    def set_fault(
+        self,
+        mode: FaultMode,
+        *,
+        code: int | None = None,
+        status: int | None = None,
+        match: str | None = None,
+        count: int | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """``down``: connections reset unanswered; ``error``: every query fails; ``off``: normal again.
+
+        ``delay``: statements are held ``seconds`` (or until the next ``set_fault``), then run; abandoned if
+        their client disconnects meanwhile. ``match``: only statements containing this text (an INSERT
+        without its data; case-insensitive). ``count``: only the next N requests the fault applies to.
+        """
         request: dict[str, Any] = {"mode": mode}
         if code is not None:
             request["code"] = code
         if status is not None:
             request["status"] = status
+        if match is not None:
+            request["match"] = match
+        if count is not None:
+            request["count"] = count
+        if seconds is not None:
+            request["seconds"] = seconds
         self._control("POST", "/_test/fail", json.dumps(request).encode())
+
+    def fault_state(self) -> dict[str, Any]:
+        """The current fault: ``mode``, ``match``, ``remaining``, ``seconds``, ``applied`` (requests it
+        caught since it was set) and ``held`` (``delay``ed statements still waiting or running)."""
+        result: dict[str, Any] = json.loads(self._control("GET", "/_test/fail"))
+        return result
 
     def _ping(self) -> bool:
         with urllib.request.urlopen(f"{self.base_url}/ping", timeout=2) as response:

@@ -1,0 +1,149 @@
+"""The Dagster daemon killed (SIGKILL) and restarted while a backfill is in progress: the backfill completes.
+
+The stack is the real one (``dagster-webserver`` and ``dagster-daemon`` on ``workspace.yaml``, the
+repository's ``dagster.yaml``: queued runs, at most 2 backfill runs at a time); the backfill of 3 teams x 4
+hours is launched through GraphQL as the UI does, so the backfill policy makes it one ranged run per team.
+LLM calls go to the OpenAI-compatible test server, slowed down so that runs are still going when the daemon
+dies. The daemon is killed once a run of the backfill has started and before the backfill is done (with the
+run queue limit, at least one run is then still queued: only a live daemon can launch it), and a new daemon
+is started on the same instance.
+
+What it proves: the backfill reaches COMPLETED_SUCCESS with every targeted partition of every asset
+materialized; the events table holds exactly one summary per expected trace of every (hour, team)
+(``count() == uniqExact(uuid)``), whatever runs the restart may have cost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from trace_summaries.store import TraceStore
+from trace_summaries_tests.reliability.fault_support import (
+    HOUR,
+    hour_key,
+    record_outcome,
+    seed,
+    summary_count_and_distinct,
+    tally,
+)
+from trace_summaries_tests.support.dagster_stack import (
+    BACKFILL_DONE,
+    PROJECT,
+    WORKSPACE,
+    Process,
+    Stack,
+    dagster_stack,
+)
+from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
+from trace_summaries_tests.support.openai_server import openai_server
+from trace_summaries_tests.support.ports import wait_until
+
+TEAMS = [61, 62, 63]
+HOURS = [HOUR + timedelta(hours=i) for i in range(4)]
+TRACES_PER_HOUR = 2
+SLOW_LLM_S = 2.0  # per call while the daemon is killed: runs take tens of seconds
+BACKFILL_TIMEOUT_S = 900
+GROUP = "trace_summaries"
+ASSETS_QUERY = "{ assetNodes { assetKey { path } groupName } }"
+
+
+def _reset_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def start_daemon(stack: Stack, log_path: Path) -> Process:
+    """A new ``dagster-daemon run`` on the stack's instance, started as the stack starts its own."""
+    with log_path.open("wb") as log:
+        popen = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(WORKSPACE)],
+            cwd=PROJECT,
+            env=stack.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_reset_signals,
+        )
+    return Process("daemon (restarted)", popen, log_path)
+
+
+def backfill_runs_started(stack: Stack, backfill_id: str) -> bool:
+    backfill = stack.backfill(backfill_id)
+    if backfill["status"] in BACKFILL_DONE:
+        raise AssertionError(f"the backfill finished before the daemon could be killed: {backfill}")
+    return any(run["status"] == "STARTED" for run in backfill["runs"])
+
+
+@pytest.mark.slow
+def test_a_daemon_killed_and_restarted_during_a_backfill_lets_it_complete_exactly_once(
+    tmp_path: Path,
+) -> None:
+    store = TraceStore(f"chdb://{tmp_path / 'data' / 'clickhouse'}")
+    store.ensure_schema()
+    expected = seed(store, TEAMS, HOURS, TRACES_PER_HOUR)
+
+    with (
+        openai_server(require_api_key=TEST_API_KEY, latency_s=SLOW_LLM_S) as llm,
+        dagster_stack(tmp_path, {"OPENAI_API_KEY": TEST_API_KEY, "OPENAI_BASE_URL": llm.base_url}) as stack,
+    ):
+        assert stack.dsn == store.dsn
+        stack.add_dynamic_partitions("teams", [str(team) for team in TEAMS])
+        assets = [
+            {"path": node["assetKey"]["path"]}
+            for node in stack.graphql(ASSETS_QUERY)["assetNodes"]
+            if node["groupName"] == GROUP
+        ]
+        backfill_id = stack.launch_backfill(
+            {
+                "tags": [{"key": "dagster/from_ui", "value": "true"}],
+                "assetSelection": assets,
+                "partitionNames": [f"{hour_key(hour)}|{team}" for hour in HOURS for team in TEAMS],
+                "fromFailure": False,
+            }
+        )
+        wait_until(
+            lambda: backfill_runs_started(stack, backfill_id),
+            timeout_s=300,
+            what="a started run of the backfill",
+            interval_s=0.5,
+        )
+
+        [killed] = [process for process in stack.processes if process.name == "daemon"]
+        os.kill(killed.popen.pid, signal.SIGKILL)  # the daemon only: its runs keep going, as on a real host
+        killed.popen.wait(timeout=30)
+        in_flight = stack.backfill(backfill_id)
+        assert in_flight["status"] not in BACKFILL_DONE, in_flight
+        launched_before = {run["runId"] for run in in_flight["runs"] if run["status"] != "QUEUED"}
+        restarted = start_daemon(stack, tmp_path / "daemon-restarted.log")
+        stack.processes[stack.processes.index(killed)] = restarted
+        try:
+            llm.latency_s = 0.0
+            wait_until(stack.daemons_healthy, timeout_s=240, what="the restarted daemon's heartbeats")
+            done = stack.wait_for_backfill(backfill_id, timeout_s=BACKFILL_TIMEOUT_S)
+        finally:
+            # What the killed daemon left in its process group (its code server), if anything is left.
+            killed.stop(timeout_s=30)
+
+    outcome = tally(store, expected)
+    completed = done["status"] == "COMPLETED_SUCCESS"
+    record_outcome("dagster daemon SIGKILLed and restarted during a backfill", ran=completed, events=outcome)
+    assert done["status"] == "COMPLETED_SUCCESS", done
+    assert done["numPartitions"] == len(TEAMS) * len(HOURS)
+    for status in done["assetBackfillData"]["assetBackfillStatuses"]:
+        assert status["numPartitionsMaterialized"] == len(TEAMS) * len(HOURS), status
+        assert status["numPartitionsFailed"] == 0, status
+    # One ranged run per team, none added by the restart; the run queue limit (2 backfill runs) left at
+    # least one for the restarted daemon to launch.
+    assert len(done["runs"]) == len(TEAMS), done["runs"]
+    assert all(run["status"] == "SUCCESS" for run in done["runs"]), done["runs"]
+    assert len(launched_before) < len(TEAMS), in_flight["runs"]
+    assert outcome.exact, outcome
+    assert summary_count_and_distinct(store) == (len(expected), len(expected))
