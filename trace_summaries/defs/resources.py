@@ -124,6 +124,8 @@ def llm_resource() -> LLMResource:
 def resources() -> dg.Definitions:
     from trace_summaries.defs.io_managers import sample_io_manager, summary_events_io_manager
 
+    settings.validate_environment()  # invalid settings fail at load, naming the variable
+
     clickhouse = clickhouse_resource()
     return dg.Definitions(
         resources={

@@ -1,0 +1,415 @@
+"""7. Memory: peak RSS of a partition of 100 traces at the size limits (50 events, ~2,000,000 chars each).
+
+The store holds one team-hour of 100 agent traces, each exactly at the sampling guards: 50 events
+(a root span, 24 generations that resend the whole growing conversation, 24 tool spans, a ``$ai_trace``)
+and just under 2,000,000 characters of properties, so all 100 are selected (~200 MB of JSON). It is built
+once into ``.data/bench/`` by ``limit_trace`` below.
+
+The partition runs as Dagster runs it, one process per asset step, each a fresh child process whose peak
+RSS is the figure (``VmHWM`` of the child: its ``ru_maxrss`` would not do, Linux carries it across exec
+from the forked parent):
+
+* ``sampled_traces`` step: ``sample_team_hour`` (embedded chDB in the process), then the sample written as
+  JSON lines (``SampleIOManager``);
+* ``trace_summaries`` step: the sample read back, ``summarize_partition`` (render with the asset's options,
+  the offline ``HeuristicSummarizer``, build events), ``replace_summary_events``.
+
+The target is on the embedded store (the default, ``make dev``), where the chDB engine lives in the step
+process. Also measured: the same steps against ClickHouse over HTTP (the production path; the engine is in
+the HTTP front's process), a process that only imports the pipeline and opens an embedded session (the floor
+every embedded step pays), and a prototype of the proposed fix (``sample_in_chunks``,
+``write_jsonl_streamed``, ``read_jsonl_streamed``). Each child also reports its high-water mark after every
+stage, which shows where the memory goes.
+
+Run standalone: ``python bench/bench_memory.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from _common import BENCH_DATA, Row, print_rows, row
+
+TARGET_MB = 1024
+MAX_EVENTS = 50
+MAX_CHARS = 2_000_000
+TRACE_CHARS = 1_990_000  # just under the guard
+STEPS = 24  # generations; plus as many tool spans, a root span and a $ai_trace event: 50 events
+HOUR = datetime(2026, 11, 1, 12, tzinfo=UTC)
+TEAM = 1
+LAYOUT_VERSION = 2
+
+WORDS = [
+    *("invoice", "customer", "refund", "shipping", "warehouse", "delay", "policy", "account", "payment"),
+    *("card", "address", "report", "quarter", "revenue", "table", "query", "latency", "error", "retry"),
+    *("timeout", "region", "product", "stock", "price", "discount", "user", "order"),
+]
+
+
+def _encode(properties: dict[str, Any]) -> str:
+    return json.dumps(properties, ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(rng: random.Random, chars: int) -> str:
+    words: list[str] = []
+    size = 0
+    while size < chars:
+        word = rng.choice(WORDS)
+        words.append(word)
+        size += len(word) + 1
+    return " ".join(words)[:chars]
+
+
+def limit_trace(rng: random.Random, result_chars: int, start: datetime) -> list[dict[str, Any]]:
+    """An agent loop of 50 events; ``result_chars`` sets the size of each tool result."""
+    trace_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    root = f"{trace_id}-root"
+    system = {"role": "system", "content": _text(rng, 2_000)}
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": f"tool_{index}",
+                "description": _text(rng, 200),
+                "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+            },
+        }
+        for index in range(6)
+    ]
+    conversation: list[dict[str, Any]] = [system, {"role": "user", "content": _text(rng, 400)}]
+    events: list[dict[str, Any]] = []
+    clock = 0.0
+
+    def emit(event: str, properties: dict[str, Any]) -> None:
+        nonlocal clock
+        clock += rng.uniform(0.2, 2.0)
+        events.append(
+            {
+                "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "event": event,
+                "timestamp": start + timedelta(seconds=clock),
+                "properties": {"$ai_trace_id": trace_id, **properties},
+                "team_id": TEAM,
+                "distinct_id": "bench-user",
+            }
+        )
+
+    for step in range(STEPS):
+        call = {
+            "id": f"call_{step}",
+            "type": "function",
+            "function": {"name": f"tool_{step % 6}", "arguments": json.dumps({"query": _text(rng, 60)})},
+        }
+        output = {"role": "assistant", "content": None, "tool_calls": [call]}
+        emit(
+            "$ai_generation",
+            {
+                "$ai_parent_id": root,
+                "$ai_model": "gpt-4.1-mini",
+                "$ai_provider": "openai",
+                "$ai_input": list(conversation),
+                "$ai_output_choices": [{"message": output}],
+                "$ai_tools": tools,
+                "$ai_latency": round(rng.uniform(0.3, 3.0), 3),
+                "$ai_input_tokens": rng.randint(1_000, 90_000),
+                "$ai_output_tokens": rng.randint(10, 300),
+            },
+        )
+        result = _text(rng, result_chars)
+        emit(
+            "$ai_span",
+            {
+                "$ai_parent_id": root,
+                "$ai_span_name": f"tool:tool_{step % 6}",
+                "$ai_input_state": json.loads(call["function"]["arguments"]),
+                "$ai_output_state": result,
+            },
+        )
+        conversation += [output, {"role": "tool", "tool_call_id": call["id"], "content": result}]
+    emit("$ai_span", {"$ai_span_id": root, "$ai_span_name": "agent", "$ai_input_state": conversation[1]})
+    emit("$ai_trace", {"$ai_span_name": "agent run", "$ai_output_state": {"status": "done"}})
+    return events
+
+
+def _trace_chars(events: list[dict[str, Any]]) -> int:
+    return sum(len(_encode(event["properties"]).encode()) for event in events)
+
+
+def calibrated_trace(seed: int, start: datetime) -> list[dict[str, Any]]:
+    """The largest trace (by tool result size) that stays at or under ``TRACE_CHARS``."""
+    low, high = 100, 20_000
+    best: list[dict[str, Any]] = []
+    while low <= high:
+        middle = (low + high) // 2
+        events = limit_trace(random.Random(seed), middle, start)
+        if _trace_chars(events) <= TRACE_CHARS:
+            best, low = events, middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
+def memory_store(traces: int) -> Path:
+    """The chDB directory holding ``traces`` limit-sized traces in one team-hour (built once)."""
+    from trace_summaries.seed import to_event_rows
+    from trace_summaries.store import TraceStore
+
+    root = BENCH_DATA / f"memory-t{traces}-c{TRACE_CHARS}-v{LAYOUT_VERSION}"
+    data_dir = root / "clickhouse"
+    if (root / "done").exists():
+        return data_dir
+    print(f"building {traces} limit-sized traces in {root} (once) ...", file=sys.stderr, flush=True)
+    store = TraceStore(f"chdb://{data_dir}")
+    store.ensure_schema()
+    with store.session() as client:
+        client.command("TRUNCATE TABLE events")
+    batch: list[dict[str, Any]] = []
+    for index in range(traces):
+        start = HOUR + timedelta(seconds=30 * index)
+        events = calibrated_trace(index, start)
+        assert len(events) == MAX_EVENTS and _trace_chars(events) <= MAX_CHARS
+        batch += events
+        if len(batch) >= 500:
+            store.insert_events(to_event_rows(batch))
+            batch = []
+    store.insert_events(to_event_rows(batch))
+    with store.session() as client:
+        # One merged part, as a server's background merges leave it: no merge runs inside a measured process.
+        client.command("OPTIMIZE TABLE events FINAL")
+    (root / "done").write_text("ok")
+    return data_dir
+
+
+# -- the measured processes ------------------------------------------------------------------------------
+
+
+def _hwm_mb() -> float:
+    """This process's RSS high-water mark so far (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# Prototype of the proposed sampling change: fetch the selected traces in queries of at most this many
+# characters of properties (their sizes are known from the selection query), decoding each chunk's rows
+# before the next query, instead of one query for the whole partition.
+FETCH_CHUNK_CHARS = 32_000_000
+
+
+def sample_in_chunks(client: Any, window_start: datetime, config: Any) -> Any:
+    from trace_summaries import sampling
+
+    window_end = window_start + timedelta(hours=1)
+    margin = timedelta(minutes=config.trace_margin_minutes)
+    scope = {
+        "team_id": TEAM,
+        "event_types": list(sampling.AI_EVENT_TYPES),
+        "scan_start": window_start - margin,
+        "scan_end": window_end + margin,
+    }
+    stats = sampling.SamplingStats(traces_excluded=dict.fromkeys(sampling.GUARD_EXCLUSIONS, 0))
+    selected = sampling._select_traces(client, scope, window_start, window_end, config, stats)
+    traces: list[Any] = []
+    fetched = 0
+    chunk: list[Any] = []
+    chars = 0
+    for trace in [*selected, None]:
+        if chunk and (trace is None or chars + trace.properties_chars > FETCH_CHUNK_CHARS):
+            traces += sampling._fetch_traces(client, scope, chunk, stats)
+            fetched += stats.events_fetched
+            chunk, chars = [], 0
+        if trace is not None:
+            chunk.append(trace)
+            chars += trace.properties_chars
+    stats.events_fetched = fetched
+    return sampling.TeamHourSample(
+        team_id=TEAM, window_start=window_start, window_end=window_end, traces=traces, stats=stats
+    )
+
+
+def write_jsonl_streamed(sample: Any, path: Path) -> None:
+    """The bytes of ``TeamHourSample.to_jsonl()``, written trace by trace instead of built in memory."""
+    with path.open("wb") as handle:
+        handle.write(sample.model_dump_json(exclude={"traces"}).encode())
+        for trace in sample.traces:
+            handle.write(b"\n" + trace.model_dump_json().encode())
+        handle.write(b"\n")
+
+
+def read_jsonl_streamed(path: Path) -> Any:
+    """``TeamHourSample.from_jsonl`` line by line from the file (lines split on b"\\n" only, as it does)."""
+    from trace_summaries.sampling import SampledTrace, TeamHourSample
+
+    with path.open("rb") as handle:
+        header = handle.readline().decode()
+        sample = TeamHourSample.model_validate_json(header.replace("{", '{"traces":[],', 1))
+        sample.traces = [SampledTrace.model_validate_json(line) for line in handle if line.strip()]
+    return sample
+
+
+def child(mode: str, dsn: str, handoff: str, variant: str) -> dict[str, Any]:
+    """One process of the partition; returns its peak RSS, the high-water mark after each stage, times."""
+    marks: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def mark(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        marks[stage] = round(_hwm_mb(), 1)
+        seconds[stage] = round(now - clock, 3)
+        clock = now
+
+    from trace_summaries import partition_summaries
+    from trace_summaries.sampling import SamplingConfig, TeamHourSample, sample_team_hour
+    from trace_summaries.store import TraceStore
+    from trace_summaries.store.summary_event_rows import replace_summary_events
+    from trace_summaries.summarize import HeuristicSummarizer
+    from trace_summaries.text_repr import RenderOptions
+
+    store = TraceStore(dsn)
+    prototype = variant == "prototype"
+    mark("imports")
+    facts: dict[str, Any] = {}
+    if mode == "floor":
+        with store.session() as client:
+            client.query("SELECT count() FROM events")
+        mark("session")
+    if mode == "sample":
+        with store.session() as client:
+            if prototype:
+                sample = sample_in_chunks(client, HOUR, SamplingConfig())
+            else:
+                sample = sample_team_hour(client, TEAM, HOUR, HOUR + timedelta(hours=1), SamplingConfig())
+        mark("sample")
+        facts["traces"] = len(sample.traces)
+        facts["excluded"] = sum(sample.stats.traces_excluded.values())
+        facts["properties_mb"] = round(sum(t.properties_chars for t in sample.traces) / 1e6, 1)
+        if prototype:
+            write_jsonl_streamed(sample, Path(handoff))
+        else:
+            Path(handoff).write_bytes(sample.to_jsonl())
+        mark("write JSON lines")
+    if mode == "summarize":
+        if prototype:
+            sample = read_jsonl_streamed(Path(handoff))
+        else:
+            sample = TeamHourSample.from_jsonl(Path(handoff).read_bytes())
+        mark("read JSON lines")
+        rendering = getattr(partition_summaries, "PIPELINE_RENDERING", None) or RenderOptions(
+            nest=True, dedupe=True
+        )
+        result = partition_summaries.summarize_partition_sync(
+            sample, HeuristicSummarizer(), mode="detailed", batch_size=5, render=rendering
+        )
+        mark("render + summarize + build events")
+        facts["summaries"] = len(result.events)
+        with store.session() as client:
+            replace_summary_events(
+                client,
+                team_id=result.team_id,
+                window_start=result.window_start,
+                window_end=result.window_end,
+                mode=result.mode,
+                events=result.events,
+            )
+        mark("write events")
+    # VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec, so a child forked from a big parent reports
+    # the parent's RSS at fork time when that is larger than anything the child itself ever used.
+    return {"peak_mb": round(_hwm_mb(), 1), "marks": marks, "seconds": seconds, **facts}
+
+
+def _run_child(mode: str, dsn: str, handoff: Path, variant: str = "shipped") -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, __file__, "--child", mode, dsn, str(handoff), variant],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _describe(result: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{stage} {mb:.0f} MB/{result['seconds'][stage]:.1f}s" for stage, mb in result["marks"].items()
+    )
+
+
+def _partition(dsn: str, handoff: Path, traces: int, variant: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    sampled = _run_child("sample", dsn, handoff, variant)
+    summarized = _run_child("summarize", dsn, handoff, variant)
+    handoff.unlink(missing_ok=True)
+    if sampled["traces"] != traces or sampled["excluded"] or summarized["summaries"] != traces:
+        raise AssertionError(f"expected {traces} traces selected and summarized: {sampled}, {summarized}")
+    return sampled, summarized
+
+
+def run(quick: bool = False) -> list[Row]:
+    from trace_summaries_tests.support.clickhouse_http import clickhouse_http_server
+
+    traces = 20 if quick else 100
+    data_dir = memory_store(traces)
+    embedded = f"chdb://{data_dir}"
+    handoff = data_dir.parent / "sample.jsonl"
+    floor = _run_child("floor", embedded, handoff)
+    sampled, summarized = _partition(embedded, handoff, traces, "shipped")
+    proto_sampled, proto_summarized = _partition(embedded, handoff, traces, "prototype")
+    with clickhouse_http_server(data_dir) as front:
+        http_sampled, http_summarized = _partition(front.dsn, handoff, traces, "shipped")
+
+    worst = max(sampled["peak_mb"], summarized["peak_mb"])
+    proto_worst = max(proto_sampled["peak_mb"], proto_summarized["peak_mb"])
+    http_worst = max(http_sampled["peak_mb"], http_summarized["peak_mb"])
+    return [
+        row(
+            f"peak RSS, partition of {traces} limit-size traces (embedded chDB)",
+            worst,
+            "MB",
+            baseline=TARGET_MB,
+            target=f"< {TARGET_MB} MB",
+            met=worst < TARGET_MB,
+            note=f"worst step process; {sampled['properties_mb']} MB of properties selected",
+        ),
+        row("  sampled_traces step", sampled["peak_mb"], "MB", note=_describe(sampled)),
+        row("  trace_summaries step", summarized["peak_mb"], "MB", note=_describe(summarized)),
+        row(
+            "same over ClickHouse HTTP (no engine in the process)",
+            http_worst,
+            "MB",
+            baseline=TARGET_MB,
+            note=f"sample step {_describe(http_sampled)} | summaries step {_describe(http_summarized)}",
+        ),
+        row(
+            "prototype: chunked fetch + streamed JSON lines (embedded)",
+            proto_worst,
+            "MB",
+            baseline=TARGET_MB,
+            note=(
+                f"sample step {_describe(proto_sampled)} | summaries step {_describe(proto_summarized)}; "
+                "not the shipped code"
+            ),
+        ),
+        row("floor: imports + one embedded store session", floor["peak_mb"], "MB", note=_describe(floor)),
+    ]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        print(json.dumps(child(*sys.argv[2:6])))
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    print_rows(run(quick=parser.parse_args().quick))
