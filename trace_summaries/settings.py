@@ -125,7 +125,13 @@ def clickhouse_connect_backoff_s() -> float:
 # ---------------------------------------------------------------------------------------------------------
 
 # (default, low, high) of the integer settings, as their readers use them (schedules.py, sensors.py, here).
+LLM_CONCURRENCY = "TRACE_SUMMARIES_LLM_CONCURRENCY"
+LLM_MAX_ATTEMPTS = "TRACE_SUMMARIES_LLM_MAX_ATTEMPTS"
+
+# name: (default, low, high). The one place an integer setting's default and range are written.
 INT_SETTING_BOUNDS: dict[str, tuple[int, int, int]] = {
+    LLM_CONCURRENCY: (5, 1, 1000),
+    LLM_MAX_ATTEMPTS: (4, 1, 20),
     SCHEDULE_MINUTE: (15, 0, 59),
     SCHEDULE_LATENESS_MINUTES: (0, 0, 1440),
     SHARD_THRESHOLD: (50, 0, 100_000),
@@ -225,6 +231,12 @@ def environment_problems() -> list[str]:
             if (env.get(name) or "").strip():
                 problems.append(f"{name} is set but {KAFKA_BOOTSTRAP_SERVERS} is not: nothing would be sent")
     return problems
+
+
+def configured_int(name: str) -> int:
+    """An integer setting with the default and range of ``INT_SETTING_BOUNDS``."""
+    default, low, high = INT_SETTING_BOUNDS[name]
+    return int_setting(name, default, low=low, high=high)
 
 
 def validate_environment() -> None:

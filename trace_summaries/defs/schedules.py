@@ -12,7 +12,7 @@ from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.run_plan import SCHEDULE_MODES, last_complete_hour, plan_hourly_runs
 from trace_summaries.team_set import TeamSetConfig, discover_teams, scheduled_teams
 
-SCHEDULE_MINUTE = settings.int_setting(settings.SCHEDULE_MINUTE, 15, low=0, high=59)
+SCHEDULE_MINUTE = settings.configured_int(settings.SCHEDULE_MINUTE)
 
 
 @dg.schedule(
@@ -26,11 +26,11 @@ def hourly_trace_summaries_schedule(
     context: dg.ScheduleEvaluationContext, clickhouse: ClickHouseResource
 ) -> dg.SkipReason | list[dg.RunRequest]:
     lateness = timedelta(
-        minutes=settings.int_setting(settings.SCHEDULE_LATENESS_MINUTES, 0, low=0, high=1440)
+        minutes=settings.configured_int(settings.SCHEDULE_LATENESS_MINUTES)
     )
     mode = settings.choice_setting(settings.SCHEDULE_MODE, "auto", SCHEDULE_MODES)
-    threshold = settings.int_setting(settings.SHARD_THRESHOLD, 50, low=0, high=100_000)
-    shard_size = settings.int_setting(settings.SHARD_SIZE, 50, low=1, high=10_000)
+    threshold = settings.configured_int(settings.SHARD_THRESHOLD)
+    shard_size = settings.configured_int(settings.SHARD_SIZE)
 
     team_config = TeamSetConfig.from_env(os.environ)
     scheduled_time = context.scheduled_execution_time

@@ -49,7 +49,7 @@ def team_partitions_sensor(
 def failed_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Re-requests, one run per partition, the teams that failed inside a ranged run, and retries of those
     that failed again, until TRACE_SUMMARIES_RETRY_FAILED_MAX attempts."""
-    max_attempts = settings.int_setting(settings.RETRY_FAILED_MAX, 2, low=0, high=20)
+    max_attempts = settings.configured_int(settings.RETRY_FAILED_MAX)
     since = float(context.cursor) if context.cursor else 0.0
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from trace_summaries import settings
 from trace_summaries.defs.partition_failures import settle_partition_failures
 from trace_summaries.defs.partitions import TEAM_HOUR
 from trace_summaries.defs.resources import LLMResource
@@ -23,8 +24,10 @@ from trace_summaries.sampling import TeamHourSample
 class TraceSummariesConfig(dg.Config):
     mode: Literal["minimal", "detailed"] = "detailed"
     model: str | None = None  # None: the resource's model (TRACE_SUMMARIES_LLM_MODEL or gpt-4.1-nano)
-    batch_size: int = 5
-    max_attempts: int = 4
+    # Defaults from TRACE_SUMMARIES_LLM_CONCURRENCY / _MAX_ATTEMPTS: the per-partition rate limit; the `llm`
+    # pool (dagster.yaml) bounds how many partitions call the LLM at once.
+    batch_size: int = settings.configured_int(settings.LLM_CONCURRENCY)
+    max_attempts: int = settings.configured_int(settings.LLM_MAX_ATTEMPTS)
     # "compact": nested, de-duplicated, with feedback and metric details (fewer tokens, more signal);
     # "original": exactly the original system's rendering, for comparison.
     rendering: Literal["compact", "original"] = "compact"
