@@ -489,16 +489,20 @@ def dagster_stack(
     home.mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT / "dagster.yaml", home / "dagster.yaml")
-    # Create the instance's sqlite databases now: the webserver and the daemon would otherwise both run
-    # the schema migrations of a fresh DAGSTER_HOME at once, and one of them fails (alembic CommandError).
-    with dg.DagsterInstance.local_temp(str(home)) as instance:
-        for name, keys in (dynamic_partitions or {}).items():
-            present = set(instance.get_dynamic_partitions(name))
-            instance.add_dynamic_partitions(name, [key for key in keys if key not in present])
     port = free_port()
     stack = Stack(
         url=f"http://127.0.0.1:{port}", home=home, data_dir=data_dir, env=stack_env(home, data_dir, env)
     )
+    if stack.env["DAGSTER_HOME"] == str(home):
+        # Create the instance's sqlite databases now: the webserver and the daemon would otherwise both run
+        # the schema migrations of a fresh DAGSTER_HOME at once, and one of them fails (alembic CommandError).
+        with dg.DagsterInstance.local_temp(str(home)) as instance:
+            for name, keys in (dynamic_partitions or {}).items():
+                present = set(instance.get_dynamic_partitions(name))
+                instance.add_dynamic_partitions(name, [key for key in keys if key not in present])
+    elif dynamic_partitions:
+        # A caller's own DAGSTER_HOME (e.g. Postgres) may need settings only the stack's env has.
+        raise ValueError("dynamic_partitions needs the stack's own DAGSTER_HOME; add them to yours first")
     started = time.monotonic()
     try:
         stack.processes.append(
