@@ -24,6 +24,7 @@ from trace_summaries.sampling import AI_EVENT_TYPES
 from trace_summaries.seed import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.dagster_stack import Stack, dagster_stack
+from trace_summaries_tests.support.expected_traces import EXPECTED_TRACES_SQL
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 HOURS = [DAY + timedelta(hours=i) for i in range(24)]
@@ -33,21 +34,6 @@ BACKFILL_TIMEOUT_S = 600
 GROUP = "trace_summaries"
 
 ASSETS_QUERY = "{ assetNodes { assetKey { path } groupName } }"
-
-# Traces a partition must summarize: first `$ai_*` event inside the hour, within the sampling guards
-# (README: at most 50 events and 2,000,000 property characters; the sample cap of 100 is far away).
-EXPECTED_TRACES_SQL = """
-SELECT team_id, toStartOfHour(first_seen) AS hour, trace_id
-FROM (
-    SELECT team_id, ai_trace_id AS trace_id, min(timestamp) AS first_seen,
-           count() AS events, sum(length(properties)) AS chars
-    FROM events
-    WHERE team_id IN {teams:Array(Int64)} AND event IN {event_types:Array(String)} AND ai_trace_id != ''
-    GROUP BY team_id, ai_trace_id
-)
-WHERE first_seen >= {start:DateTime64(6, 'UTC')} AND first_seen < {end:DateTime64(6, 'UTC')}
-  AND events <= 50 AND chars <= 2000000
-"""
 
 # A summary event is stamped with its window's end; its partition's hour starts one hour earlier.
 SUMMARY_EVENTS_SQL = """

@@ -47,6 +47,7 @@ from trace_summaries.summary_events import batch_run_id, summary_event_uuid
 from trace_summaries_tests.reliability import ledger
 from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
 from trace_summaries_tests.support.dagster_cli import PROJECT, materialize_command
+from trace_summaries_tests.support.expected_traces import EXPECTED_TRACES_SQL
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
 from trace_summaries_tests.support.kafka_broker import KafkaBroker
 from trace_summaries_tests.support.kafka_topics import read_topic
@@ -139,21 +140,6 @@ def fault_cleared(front: ClickHouseHTTPServer) -> Iterator[ClickHouseHTTPServer]
             front.set_fault("off")
 
 
-# Traces a partition must summarize: first `$ai_*` event inside the hour, within the sampling guards
-# (README: at most 50 events and 2,000,000 property characters; the cap of 100 traces is never reached here).
-_EXPECTED_TRACES_SQL = """
-SELECT team_id, toStartOfHour(first_seen) AS hour, trace_id
-FROM (
-    SELECT team_id, ai_trace_id AS trace_id, min(timestamp) AS first_seen,
-           count() AS events, sum(length(properties)) AS chars
-    FROM events
-    WHERE team_id IN {teams:Array(Int64)} AND event IN {event_types:Array(String)} AND ai_trace_id != ''
-    GROUP BY team_id, ai_trace_id
-)
-WHERE first_seen >= {start:DateTime64(6, 'UTC')} AND first_seen < {end:DateTime64(6, 'UTC')}
-  AND events <= 50 AND chars <= 2000000
-"""
-
 # A summary event is stamped with its window's end.
 _SUMMARY_EVENTS_SQL = """
 SELECT toString(uuid), team_id, timestamp - INTERVAL 1 HOUR, JSONExtractString(properties, '$ai_trace_id')
@@ -201,7 +187,7 @@ def seed(
 def expected_summaries(store: TraceStore, teams: Sequence[int], hours: Sequence[datetime]) -> Expected:
     with store.session() as client:
         rows = client.query(
-            _EXPECTED_TRACES_SQL,
+            EXPECTED_TRACES_SQL,
             parameters={
                 "teams": list(teams),
                 "event_types": list(AI_EVENT_TYPES),
