@@ -50,6 +50,7 @@ from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.clickhouse_http import clickhouse_http_server
 from trace_summaries_tests.support.dagster_cli import PROJECT, materialize_command
 from trace_summaries_tests.support.dagster_stack import Stack, dagster_stack
+from trace_summaries_tests.support.expected_traces import EXPECTED_TRACES_SQL
 from trace_summaries_tests.support.kafka_broker import running_kafka_broker
 from trace_summaries_tests.support.kafka_topics import read_topic
 from trace_summaries_tests.support.ports import wait_until
@@ -68,20 +69,6 @@ CLICKHOUSE_PASSWORD = "ch-prod-test-password"
 TICK_LEAD_S = 50
 RUNS_TIMEOUT_S = 180
 RUN_DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-
-# Traces a partition must summarize: first `$ai_*` event inside the hour, within the sampling guards.
-EXPECTED_TRACES_SQL = """
-SELECT team_id, trace_id
-FROM (
-    SELECT team_id, ai_trace_id AS trace_id, min(timestamp) AS first_seen,
-           count() AS events, sum(length(properties)) AS chars
-    FROM events
-    WHERE team_id IN {teams:Array(Int64)} AND event IN {event_types:Array(String)} AND ai_trace_id != ''
-    GROUP BY team_id, ai_trace_id
-)
-WHERE first_seen >= {start:DateTime64(6, 'UTC')} AND first_seen < {end:DateTime64(6, 'UTC')}
-  AND events <= 50 AND chars <= 2000000
-"""
 
 SUMMARY_EVENTS_SQL = """
 SELECT toString(uuid), team_id, JSONExtractString(properties, '$ai_trace_id'),
@@ -151,7 +138,7 @@ def expected_traces(store: TraceStore, hour: datetime) -> set[tuple[int, str]]:
                 "end": hour + timedelta(hours=1),
             },
         ).result_rows
-    return {(int(team), str(trace)) for team, trace in rows}
+    return {(int(team), str(trace)) for team, _hour, trace in rows}
 
 
 def summary_events(store: TraceStore) -> list[tuple[str, int, str, str, str]]:
