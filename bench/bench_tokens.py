@@ -3,8 +3,9 @@
 Traces: the seeder's (``trace_summaries.seed.generate_hour``: support/code/SQL agents, RAG, extraction,
 writing chats, in OpenAI and Anthropic shapes), without the oversized kinds the sampling guards exclude.
 Each is rendered twice with ``trace_summaries.text_repr.format_trace``: defaults (the original's flat
-layout) and ``nest=True, dedupe=True`` (what the pipeline sends). Tokens are counted with tiktoken's
-encoding for the summarizing model (``gpt-4.1-nano`` -> ``o200k_base``), for the whole prompt as sent
+layout) and ``nest=True, dedupe=True`` (what the pipeline sends, in the compact layout that comes with
+nesting: no blank lines, tree guides only on the tree lines). Tokens are counted with tiktoken's encoding
+for the summarizing model (``gpt-4.1-nano`` -> ``o200k_base``), for the whole prompt as sent
 (``summarize.chat_messages``: system + user message, plus OpenAI's per-message framing of 3 tokens and 3
 for the reply) and for the trace text alone.
 
@@ -256,35 +257,6 @@ def check(events: list[dict[str, Any]], flat: TraceText, ours: TraceText, losses
         losses.traces_with_loss.append(events[0]["properties"].get("$ai_trace_id", "?"))
 
 
-# -- prototype: what a more compact nested layout would cost ---------------------------------------------
-
-_LINE = re.compile(r"^(L\d+: )(.*)$")
-
-
-def compact_variant(text: str) -> str:
-    """Our text without its blank numbered lines and with tree guides only on the tree lines.
-
-    A token estimate for a proposed ``text_repr`` change, made on the rendered text: the remaining lines keep
-    their numbers, so every reference still resolves (to a line or, for a dropped blank line, to a gap).
-    Blank lines are a third of our lines and each costs ~5 tokens for its ``Lnnn: │      `` prefix alone.
-    """
-    out = []
-    for raw in text.split("\n"):
-        match = _LINE.match(raw)
-        if match is None:
-            out.append(raw)
-            continue
-        number, content = match.groups()
-        body = content.lstrip("│├└─ ")
-        if not body.strip():
-            continue
-        guide = content[: len(content) - len(body)]
-        if guide and "├─" not in guide and "└─" not in guide:
-            guide = "  "
-        out.append(number + guide + body)
-    return "\n".join(out)
-
-
 # -- the benchmark -----------------------------------------------------------------------------------------
 
 
@@ -300,7 +272,6 @@ def run(quick: bool = False) -> list[Row]:
     flat_text: list[int] = []
     ours_text: list[int] = []
     agent_pairs: list[tuple[int, int]] = []
-    compact_prompt: list[int] = []
     pipeline_prompt: list[int] = []
     pipeline_losses = Losses()
     messages_total = tool_calls_total = 0
@@ -314,7 +285,6 @@ def run(quick: bool = False) -> list[Row]:
         name = trace_name(events)
         flat_prompt.append(prompt_tokens(encoder.count, flat.text, name))
         ours_prompt.append(prompt_tokens(encoder.count, ours.text, name))
-        compact_prompt.append(prompt_tokens(encoder.count, compact_variant(ours.text), name))
         if PIPELINE is not None:
             pipeline = format_trace(events, options=PIPELINE)
             check(events, flat, pipeline, pipeline_losses)
@@ -373,14 +343,6 @@ def run(quick: bool = False) -> list[Row]:
             ]
             if pipeline_prompt
             else []
-        ),
-        row(
-            "prototype: nest+dedupe without blank lines and body guides",
-            sum(compact_prompt) / n,
-            "tokens",
-            baseline=sum(flat_prompt) / n,
-            note="prompt tokens; estimate on the text, see compact_variant(); not the shipped renderer",
-            digits=1,
         ),
         row(
             "per-trace prompt ratio: median / worst",

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from trace_summaries.text_repr import RenderOptions, TraceText, format_trace
+from trace_summaries.summarize.line_refs import check_line_refs, citable_lines
+from trace_summaries.text_repr import LineSource, RenderOptions, TraceText, format_trace
 
 T = "2026-11-20T09:{:02d}:{:02d}Z"
 SEP = "-" * 80
@@ -57,7 +58,12 @@ def nested_events() -> list[dict[str, Any]]:
             3,
             **{"$ai_span_id": "s-tool", "$ai_parent_id": "s-root", "$ai_span_name": "tool"},
         ),
-        event("g2", "$ai_generation", 4, **{"$ai_parent_id": "s-tool", "$ai_span_name": "inner"}),
+        event(
+            "g2",
+            "$ai_generation",
+            4,
+            **{"$ai_parent_id": "s-tool", "$ai_span_name": "inner", "$ai_input": "Look it up."},
+        ),
         event("orphan", "$ai_generation", 5, **{"$ai_parent_id": "missing", "$ai_span_name": "orphan"}),
         event("fb", "$ai_feedback", 6, **{"$ai_parent_id": "s-root"}),
     ]
@@ -85,12 +91,11 @@ def test_nest_renders_events_under_their_parent() -> None:
         "└─ [+] [GEN] orphan",
     ]
     lines = content(result)
-    inner = next(
-        n
-        for n, source in result.line_map.items()
-        if source == result.line_map[n] and source.event_uuid == "g2" and source.section != "tree"
+    tree_at, *body = result.lines_of_event("g2")
+    assert lines[tree_at] == "│  │  └─ [+] [GEN] inner"
+    assert [lines[n] for n in body] == ["  " + SEP, "  INPUT:", "  Look it up."], (
+        "a body follows its own tree line, indented, without blank lines or tree guides"
     )
-    assert lines[inner].startswith("│  │         "), "a body is indented under its own tree line"
 
 
 def test_nest_breaks_cycles_and_keeps_every_event_once() -> None:
@@ -275,6 +280,147 @@ def test_dedupe_leaves_small_repeated_values_alone() -> None:
         event("b", "$ai_span", 2, **{"$ai_input_state": "ok"}),
     ]
     assert "(same" not in format_trace(events, dedupe=True).text
+
+
+# --- compact nested layout -------------------------------------------------------------------------------
+
+GUIDES = re.compile(r"^[ │]*")
+
+
+def rich_trace() -> list[dict[str, Any]]:
+    """Every kind of body: an agent loop, paragraphs, an embedding, errors, metric, feedback, trace state."""
+    events = agent_trace(steps=3)
+    events[0]["properties"].update(
+        {
+            "$ai_input_state": {"question": "Paris or Berlin?", "locale": "en"},
+            "$ai_output_state": "Paris.\n\nBerlin is a close second.",
+            "$ai_error": "budget exceeded",
+        }
+    )
+    question = {"role": "user", "content": "Which city is bigger?"}
+    answer = {"role": "assistant", "content": "Paris is bigger.\n\nBy about a million people.\n"}
+    events += [
+        event(
+            "chat1",
+            "$ai_generation",
+            40,
+            **{
+                "$ai_input": [question, answer, {"role": "user", "content": "Thanks."}],
+                "$ai_model": "gpt-4o",
+            },
+        ),
+        event(
+            "chat2",
+            "$ai_generation",
+            41,
+            **{
+                "$ai_input": [question, answer, {"role": "user", "content": "And Berlin?"}],
+                "$ai_is_error": True,
+                "$ai_error": {"type": "RateLimitError", "message": "slow down"},
+            },
+        ),
+        event(
+            "emb", "$ai_embedding", 42, **{"$ai_input": "Paris population", "$ai_model": "text-embedding-3"}
+        ),
+        event("failed", "$ai_span", 43, **{"$ai_span_name": "fetch", "$ai_error": "HTTP 503"}),
+        event("empty", "$ai_generation", 44),
+        event("metric", "$ai_metric", 45, **{"$ai_metric_name": "helpful", "$ai_metric_value": 0.5}),
+        event("fb", "$ai_feedback", 46, **{"$ai_feedback_text": "Good answer"}),
+    ]
+    return events
+
+
+def visible(result: TraceText) -> Counter[str]:
+    """What a reader sees on the non-blank lines, without the tree guides and indentation of either layout."""
+    return Counter(shown for shown in map(without_guides, content(result).values()) if shown.strip())
+
+
+def without_guides(line: str) -> str:
+    return line.lstrip(" │├└─")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        RenderOptions(nest=True),
+        RenderOptions(nest=True, dedupe=True),
+        RenderOptions(nest=True, dedupe=True, event_details=True, include_trace_state=True),
+    ],
+    ids=["nest", "nest+dedupe", "pipeline"],
+)
+def test_nested_text_has_no_blank_lines_and_no_guides_on_body_lines(options: RenderOptions) -> None:
+    result = format_trace(rich_trace(), options=options)
+    lines = content(result)
+    assert list(lines) == list(range(1, result.total_lines + 1)), "numbered without gaps"
+    blank = [n for n, line in lines.items() if not line.strip()]
+    assert not blank, f"blank lines in the compact layout: {blank}"
+    trace_level = {None, "t"}  # the header, and the trace's own state and error: not under any tree line
+    for number, source in result.line_map.items():
+        line = lines[number]
+        guides = GUIDES.match(line).group()  # type: ignore[union-attr]
+        if source.section == "tree":
+            assert line[len(guides) :].startswith(("├─ ", "└─ ")), line
+        else:
+            assert "│" not in guides, f"L{number} ({source.event_uuid}): tree guides on a body line: {line!r}"
+            assert source.event_uuid in trace_level or line.startswith("  "), f"L{number}: not indented"
+
+
+def test_the_compact_layout_drops_only_blank_lines() -> None:
+    """Without dedupe, nesting only moves bodies under their parents: line for line, the same text."""
+    events = rich_trace()
+    flat = format_trace(events, event_details=True, include_trace_state=True)
+    nested = format_trace(events, nest=True, event_details=True, include_trace_state=True)
+    assert visible(nested) == visible(flat)
+    flat_lines = content(flat)
+    non_blank = Counter(
+        source for n, source in flat.line_map.items() if without_guides(flat_lines[n]).strip()
+    )
+    assert Counter(nested.line_map.values()) == non_blank, "every event and section keeps its lines"
+    assert {source.event_uuid for source in nested.line_map.values()} == {e["uuid"] for e in events} | {None}
+
+
+def test_compact_references_resolve_to_the_content_they_stand_for() -> None:
+    result = format_trace(rich_trace(), nest=True, dedupe=True)
+    lines = content(result)
+    citable = citable_lines(result)
+    cited_lines = 0
+    for number, line in lines.items():
+        for match in REFERENCE.finditer(line):
+            first, last = int(match.group(2)), int(match.group(3) or match.group(2))
+            assert check_line_refs(match.group(0)[match.group(0).index("L") : -1], citable).invalid == 0
+            assert 1 <= first <= last < number and lines[first].strip() and lines[last].strip()
+            cited_lines += last - first + 1
+    assert cited_lines > 20
+    # chat2 repeats chat1's first two messages; the answer's text ends with a line break, so the run cited
+    # ended on a blank line while the text was built: it now ends on the answer's last line of text.
+    [run] = [lines[n] for n in result.lines_of_event("chat2") if "[1..2] (same messages as L" in lines[n]]
+    match = REFERENCE.search(run)
+    assert match is not None
+    first, last = int(match.group(2)), int(match.group(3))
+    assert [lines[n].strip() for n in range(first, last + 1)] == [
+        "[1] USER",
+        "Which city is bigger?",
+        SEP,
+        "[2] ASSISTANT",
+        "Paris is bigger.",
+        "By about a million people.",
+    ]
+    assert result.line_map[first].event_uuid == result.line_map[last].event_uuid == "chat1"
+
+
+def test_a_cited_value_of_blank_lines_keeps_a_line_to_cite() -> None:
+    blank_value = "\n" * 6
+    events = [
+        event("a", "$ai_span", 1, **{"$ai_span_name": "first", "$ai_output_state": blank_value}),
+        event("b", "$ai_span", 2, **{"$ai_span_name": "second", "$ai_input_state": blank_value}),
+    ]
+    result = format_trace(events, nest=True, dedupe=True)
+    lines = content(result)
+    [(number, reference)] = [(n, line) for n, line in lines.items() if "(same as L" in line]
+    match = REFERENCE.search(reference)
+    assert match is not None and match.group(3) is None, "the blank value shrinks to its one kept line"
+    cited = int(match.group(2))
+    assert result.line_map[cited] == LineSource("a", "state_output") and cited < number
 
 
 # --- options ---------------------------------------------------------------------------------------------

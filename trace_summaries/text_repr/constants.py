@@ -23,6 +23,9 @@ MAX_UNPARSED_DISPLAY_LENGTH = 500
 # A tool list longer than this collapses to one ``[+] AVAILABLE TOOLS: N`` line.
 DEFAULT_TOOLS_COLLAPSE_THRESHOLD = 5
 
+# Ours: in the compact layout of a nested trace, body lines start with this instead of the tree guides.
+COMPACT_BODY_INDENT = "  "
+
 # Deeper levels of a nested hierarchy are not indented any further (original: 10).
 MAX_TREE_DEPTH = 10
 

@@ -2,6 +2,10 @@
 
 Every line is recorded with where it came from (event and section) as it is added, so the line map is exact
 by construction: later stages use it to check that a cited line exists and to link a bullet to its event.
+
+The compact layout (nested traces) drops blank lines only here, once the whole text is known: renderers keep
+building one layout, dedupe records the numbers lines had while being built, and numbering the kept lines
+(and every reference with them) in one place is what keeps each ``Lnn`` pointing at the line it means.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from trace_summaries.text_repr.constants import (
     SAMPLED_VIEW_NOTE_POSITION,
 )
 from trace_summaries.text_repr.dedupe import DedupeRegistry
-from trace_summaries.text_repr.lines import Fragment, Line, text_lines
+from trace_summaries.text_repr.lines import Cited, Fragment, Line, RefLine, Renumber, is_blank, text_lines
 from trace_summaries.text_repr.numbering import number_width, numbered
 from trace_summaries.text_repr.sampling import sample_lines
 
@@ -68,13 +72,18 @@ class TraceText:
 
 
 class DocumentBuilder:
-    """Lines with their sources; fragments are placed with a prefix (tree indentation) and an event."""
+    """Lines with their sources; fragments are placed with a prefix (tree indentation) and an event.
 
-    def __init__(self, registry: DedupeRegistry | None = None) -> None:
+    With ``drop_blank_lines`` (the compact layout) :meth:`finish` leaves out every blank line: a third of the
+    lines of a nested text, each costing its ``Lnn:`` prefix in tokens while telling the reader nothing.
+    """
+
+    def __init__(self, registry: DedupeRegistry | None = None, *, drop_blank_lines: bool = False) -> None:
         self._lines: list[Line] = []
         self._sources: list[LineSource] = []
         self._source_cache: dict[tuple[str | None, str], LineSource] = {}
         self._registry = registry
+        self._drop_blank_lines = drop_blank_lines
 
     def _source(self, event_uuid: str | None, section: str) -> LineSource:
         key = (event_uuid, section)
@@ -108,12 +117,17 @@ class DocumentBuilder:
                 self._registry.commit(anchor, base + offset)
 
     def finish(self, max_length: int | None) -> TraceText:
-        """Number every line, then sample down to ``max_length`` characters if needed."""
-        total = len(self._lines)
+        """Number every line (the kept ones, in the compact layout), then sample down to ``max_length``
+        characters if needed."""
+        built, sources = self._lines, list(self._sources)
+        renumber: Renumber | None = None
+        if self._drop_blank_lines:
+            built, sources, renumber = _without_blank_lines(built, sources)
+        total = len(built)
         width = number_width(total)
         lines = [
-            numbered(number, width, line if isinstance(line, str) else line.render(width))
-            for number, line in enumerate(self._lines, start=1)
+            numbered(number, width, line if isinstance(line, str) else line.render(width, renumber))
+            for number, line in enumerate(built, start=1)
         ]
         text = "\n".join(lines)
         try:
@@ -124,7 +138,6 @@ class DocumentBuilder:
             text = text.encode("utf-8", errors="replace").decode("utf-8")
             lines = text.split("\n")
         numbers = list(range(1, total + 1))
-        sources = list(self._sources)
 
         sample = sample_lines(lines, max_length, self._note_line(width)) if max_length else None
         if sample is None:
@@ -160,6 +173,34 @@ class DocumentBuilder:
             )
 
         return note
+
+
+def _without_blank_lines(
+    lines: list[Line], sources: list[LineSource]
+) -> tuple[list[Line], list[LineSource], Renumber]:
+    """The non-blank lines, their sources, and how a range cited while building is numbered among them.
+
+    A cited range shrinks to its first and last kept lines (a message run ending on the blank line after its
+    text now ends on the text). A range with nothing but blank lines keeps its first one, so that no
+    reference ever cites a line that is not there.
+    """
+    keep = [not is_blank(line) for line in lines]
+    for line in lines:
+        if isinstance(line, RefLine):
+            for cited in line.cited():
+                if not any(keep[cited.first - 1 : cited.last]):
+                    keep[cited.first - 1] = True
+    # kept_up_to[n]: how many of the lines 1..n are kept, i.e. the new number of line n if it is kept.
+    kept_up_to = [0]
+    for kept in keep:
+        kept_up_to.append(kept_up_to[-1] + kept)
+
+    def renumber(cited: Cited) -> Cited:
+        return Cited(kept_up_to[cited.first - 1] + 1, kept_up_to[cited.last])
+
+    kept_lines = [line for line, kept in zip(lines, keep, strict=True) if kept]
+    kept_sources = [source for source, kept in zip(sources, keep, strict=True) if kept]
+    return kept_lines, kept_sources, renumber
 
 
 def _cut(

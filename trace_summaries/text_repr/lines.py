@@ -2,14 +2,15 @@
 
 A rendered line must never contain a line break, or line numbers (and the line map) would drift from the
 text; every value that enters the text goes through :func:`text_lines` or :func:`one_line`. References to
-earlier lines (``(same messages as L040-L088)``) are kept as :class:`RefLine` until the total line count, and
-so the zero-padding of line numbers, is known.
+earlier lines (``(same messages as L040-L088)``) are kept as :class:`RefLine` until the final numbering is
+known: the zero-padding depends on the total line count, and the compact layout renumbers the text when it
+drops blank lines.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,28 +36,61 @@ def one_line(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class RefLine:
-    """A line that cites other lines; ints in ``parts`` are line numbers, padded once the width is known."""
+class Cited:
+    """Lines ``first``..``last`` cited by a reference, by their number while the text is built.
 
-    parts: tuple[str | int, ...]
+    Kept as numbers rather than text because the final numbers are only known at the end: the zero-padding
+    depends on the total, and the compact layout drops blank lines, which renumbers everything after them.
+    """
+
+    first: int
+    last: int
+
+    def render(self, width: int) -> str:
+        """``L040-L088``, or ``L040`` for a single line."""
+        if self.first == self.last:
+            return f"L{self.first:0{width}d}"
+        return f"L{self.first:0{width}d}-L{self.last:0{width}d}"
+
+
+# How the final text numbers a cited range, once lines may have been dropped.
+Renumber = Callable[[Cited], Cited]
+
+
+@dataclass(frozen=True)
+class RefLine:
+    """A line that cites other lines: text, and the :class:`Cited` ranges rendered once numbering is final."""
+
+    parts: tuple[str | Cited, ...]
 
     def prefixed(self, prefix: str) -> RefLine:
         return RefLine((prefix, *self.parts)) if prefix else self
 
-    def render(self, width: int) -> str:
-        return "".join(part if isinstance(part, str) else f"L{part:0{width}d}" for part in self.parts)
+    def cited(self) -> list[Cited]:
+        return [part for part in self.parts if isinstance(part, Cited)]
+
+    def render(self, width: int, renumber: Renumber | None = None) -> str:
+        return "".join(
+            part if isinstance(part, str) else (part if renumber is None else renumber(part)).render(width)
+            for part in self.parts
+        )
 
 
 Line = str | RefLine
 
 
 def line_ref(number: int) -> RefLine:
-    return RefLine((number,))
+    return RefLine((Cited(number, number),))
 
 
-def range_parts(first: int, last: int) -> tuple[str | int, ...]:
-    """``L040-L088``, or ``L040`` for a single line."""
-    return (first,) if first == last else (first, "-", last)
+def range_parts(first: int, last: int) -> tuple[Cited]:
+    """The part of a :class:`RefLine` that cites ``first``..``last``."""
+    return (Cited(first, last),)
+
+
+def is_blank(line: Line) -> bool:
+    """A line that shows nothing (empty or whitespace only); a reference never is."""
+    return isinstance(line, str) and not line.strip()
 
 
 @dataclass

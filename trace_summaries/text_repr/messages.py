@@ -24,7 +24,7 @@ from trace_summaries.text_repr.dedupe import (
     json_key,
     worth_referencing,
 )
-from trace_summaries.text_repr.lines import Fragment, Line, RefLine, range_parts, text_lines
+from trace_summaries.text_repr.lines import Cited, Fragment, Line, RefLine, range_parts, text_lines
 from trace_summaries.text_repr.values import as_text, one_line_text, parse_structured_string, unparsed
 
 TEXT_BLOCK_TYPES = frozenset({"text", "input_text", "output_text"})
@@ -285,7 +285,7 @@ def _message_body(item: Any, ctx: RenderContext) -> MessageBody:
 def _reference(index: int, length: int, role: str, first: int, last: int) -> RefLine:
     if length == 1:
         what = "system prompt" if role == "SYSTEM" else "message"
-        return RefLine((f"[{index + 1}] {role} (same {what} as ", first, ")"))
+        return RefLine((f"[{index + 1}] {role} (same {what} as ", Cited(first, first), ")"))
     return RefLine((f"[{index + 1}..{index + length}] (same messages as ", *range_parts(first, last), ")"))
 
 

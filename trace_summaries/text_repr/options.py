@@ -21,7 +21,8 @@ class RenderOptions:
 
     # Above this many characters the numbered text is uniformly sampled; ``None`` or 0 disables sampling.
     max_length: int | None = DEFAULT_MAX_LENGTH
-    # Ours: render spans and generations under their parent (``$ai_parent_id``) instead of one flat list.
+    # Ours: render spans and generations under their parent (``$ai_parent_id``) instead of one flat list, in
+    # the compact layout: no blank lines, tree guides only on the tree lines (see ``trace``).
     nest: bool = False
     # Ours: render repeated tool lists, messages, message runs and big state values once, then reference
     # them by line number; every message index stays visible.

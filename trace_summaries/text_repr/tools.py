@@ -13,7 +13,7 @@ from typing import Any
 
 from trace_summaries.text_repr.context import RenderContext
 from trace_summaries.text_repr.dedupe import ToolsAnchor
-from trace_summaries.text_repr.lines import Fragment, RefLine, text_lines
+from trace_summaries.text_repr.lines import Cited, Fragment, RefLine, text_lines
 from trace_summaries.text_repr.values import as_text, canonical_json, dumps, one_line_text
 
 SECTION = "tools"
@@ -112,7 +112,7 @@ def render_tools(ai_tools: Any, ctx: RenderContext) -> Fragment:
         key = canonical_json(ai_tools)
         placed = ctx.registry.tools.get(key)
         if placed is not None:
-            fragment.add(SECTION, RefLine((f"{title} (same tools as ", placed, ")")))
+            fragment.add(SECTION, RefLine((f"{title} (same tools as ", Cited(placed, placed), ")")))
             return fragment
         fragment.anchor(ToolsAnchor(key=key))
 

@@ -4,6 +4,12 @@ Layout (the original's ``format_trace_text_repr``): the trace name upper-cased a
 trace without events, its input and output state; otherwise ``TRACE HIERARCHY:`` and one tree line per
 event (``├─ `` / ``└─ ``) with the event's body indented under it. Lines are numbered once over the whole
 text, then the text is sampled down to ``max_length`` if needed.
+
+A nested trace (``nest=True``, ours) uses a compact layout: no blank lines, and the tree guides (``│  ``) only
+on the tree lines. The original repeated the guides on every body line, which tells a reader nothing once
+each body sits right under its own tree line; with the blank lines they cost over a quarter of the tokens of
+a nested text. Body lines keep a two-space indent, so a tree line stays distinct from body text that happens
+to start with ``├─``. Line numbers stay contiguous (see ``document``): a gap still only means sampling.
 """
 
 from __future__ import annotations
@@ -13,7 +19,13 @@ from dataclasses import replace
 from typing import Any
 
 from trace_summaries.text_repr.bodies import event_body, is_expandable, node_label
-from trace_summaries.text_repr.constants import DEFAULT_TRACE_NAME, HEADER_RULE, MAX_TREE_DEPTH, SEPARATOR
+from trace_summaries.text_repr.constants import (
+    COMPACT_BODY_INDENT,
+    DEFAULT_TRACE_NAME,
+    HEADER_RULE,
+    MAX_TREE_DEPTH,
+    SEPARATOR,
+)
 from trace_summaries.text_repr.context import RenderContext
 from trace_summaries.text_repr.document import DocumentBuilder, TraceText
 from trace_summaries.text_repr.events import TRACE_EVENT, RenderEvent, TraceFacts, ordered_events, trace_facts
@@ -44,6 +56,11 @@ def _safe_label(event: RenderEvent) -> str:
         return f"[EVENT] {one_line(event.event)}"
 
 
+def _body_prefix(tree_prefix: str, ctx: RenderContext) -> str:
+    """What a body line starts with: the original's guides and indent, or only an indent (compact)."""
+    return COMPACT_BODY_INDENT if ctx.options.nest else f"{tree_prefix}    "
+
+
 def _render_tree(
     doc: DocumentBuilder, nodes: list[TreeNode], ctx: RenderContext, prefix: str = "", depth: int = 0
 ) -> None:
@@ -62,7 +79,7 @@ def _render_tree(
             # The original indented the (empty) body text, which printed one blank line.
             body.add("event", "")
         if body:
-            doc.place(body, event.uuid, prefix=f"{prefix}{child_prefix}    ")
+            doc.place(body, event.uuid, prefix=_body_prefix(prefix + child_prefix, ctx))
         if node.children:
             _render_tree(doc, node.children, ctx, prefix + child_prefix, depth + 1)
 
@@ -118,7 +135,7 @@ def format_trace(
     """
     resolved = replace(options or RenderOptions(), **overrides) if overrides else options or RenderOptions()
     ctx = RenderContext.for_options(resolved)
-    doc = DocumentBuilder(ctx.registry)
+    doc = DocumentBuilder(ctx.registry, drop_blank_lines=resolved.nest)
 
     everything = ordered_events(events)
     facts = trace_facts(everything)
