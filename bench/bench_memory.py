@@ -9,17 +9,36 @@ The partition runs as Dagster runs it, one process per asset step, each a fresh 
 RSS is the figure (``VmHWM`` of the child: its ``ru_maxrss`` would not do, Linux carries it across exec
 from the forked parent):
 
-* ``sampled_traces`` step: ``sample_team_hour`` (embedded chDB in the process), then the sample written as
-  JSON lines (``SampleIOManager``);
-* ``trace_summaries`` step: the sample read back, ``summarize_partition`` (render with the asset's options,
-  the offline ``HeuristicSummarizer``, build events), ``replace_summary_events``.
+* ``sampled_traces`` step: ``sample_team_hour`` (embedded chDB in the process; the events fetched in chunks of
+  ``SamplingConfig.fetch_chunk_properties_chars``), then the sample written as JSON lines by the
+  ``SampleIOManager`` (streamed to a temporary file, renamed into place);
+* ``trace_summaries`` step: the sample read back line by line by the ``SampleIOManager``,
+  ``summarize_partition`` (render with the asset's options, the offline ``HeuristicSummarizer``, build
+  events), ``replace_summary_events``.
+
+Both steps import the IO manager, and with it Dagster (~80 MB), as a real step process does.
 
 The target is on the embedded store (the default, ``make dev``), where the chDB engine lives in the step
 process. Also measured: the same steps against ClickHouse over HTTP (the production path; the engine is in
-the HTTP front's process), a process that only imports the pipeline and opens an embedded session (the floor
-every embedded step pays), and a prototype of the proposed fix (``sample_in_chunks``,
-``write_jsonl_streamed``, ``read_jsonl_streamed``). Each child also reports its high-water mark after every
-stage, which shows where the memory goes.
+the HTTP front's process), and a process that only imports the pipeline and opens an embedded session (the
+floor every embedded step pays). Each child also reports its high-water mark after every stage, which shows
+where the memory goes.
+
+Figures (MB, peak RSS of each step process, 100 traces, 199 MB of properties, this harness on 2 CPUs), before
+and after issue 8's memory change (before: one fetch query, the object built and parsed whole by
+``to_jsonl``/``from_jsonl``; after: fetches of at most 16 MB of properties, JSON lines streamed):
+
+==========================  ===========  =======  ==================================================
+step                        before       after    where the peak is now
+==========================  ===========  =======  ==================================================
+sampled_traces, embedded    1,644-1,687  773-779  the sample, on top of the ~406 MB floor
+trace_summaries, embedded   803          763      ``write events``: opening the embedded store (+225)
+sampled_traces, HTTP        979-983      421      the sample
+trace_summaries, HTTP       803-804      532-539  render + summarize
+==========================  ===========  =======  ==================================================
+
+(Before this harness imported Dagster, ~80 MB less per process, it gave 1,794-1,805 / 723 embedded and
+894-918 / 723 over HTTP before the change.)
 
 Run standalone: ``python bench/bench_memory.py [--quick]``.
 """
@@ -30,6 +49,7 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -201,64 +221,7 @@ def _hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# Prototype of the proposed sampling change: fetch the selected traces in queries of at most this many
-# characters of properties (their sizes are known from the selection query), decoding each chunk's rows
-# before the next query, instead of one query for the whole partition.
-FETCH_CHUNK_CHARS = 32_000_000
-
-
-def sample_in_chunks(client: Any, window_start: datetime, config: Any) -> Any:
-    from trace_summaries import sampling
-
-    window_end = window_start + timedelta(hours=1)
-    margin = timedelta(minutes=config.trace_margin_minutes)
-    scope = {
-        "team_id": TEAM,
-        "event_types": list(sampling.AI_EVENT_TYPES),
-        "scan_start": window_start - margin,
-        "scan_end": window_end + margin,
-    }
-    stats = sampling.SamplingStats(traces_excluded=dict.fromkeys(sampling.GUARD_EXCLUSIONS, 0))
-    selected = sampling._select_traces(client, scope, window_start, window_end, config, stats)
-    traces: list[Any] = []
-    fetched = 0
-    chunk: list[Any] = []
-    chars = 0
-    for trace in [*selected, None]:
-        if chunk and (trace is None or chars + trace.properties_chars > FETCH_CHUNK_CHARS):
-            traces += sampling._fetch_traces(client, scope, chunk, stats)
-            fetched += stats.events_fetched
-            chunk, chars = [], 0
-        if trace is not None:
-            chunk.append(trace)
-            chars += trace.properties_chars
-    stats.events_fetched = fetched
-    return sampling.TeamHourSample(
-        team_id=TEAM, window_start=window_start, window_end=window_end, traces=traces, stats=stats
-    )
-
-
-def write_jsonl_streamed(sample: Any, path: Path) -> None:
-    """The bytes of ``TeamHourSample.to_jsonl()``, written trace by trace instead of built in memory."""
-    with path.open("wb") as handle:
-        handle.write(sample.model_dump_json(exclude={"traces"}).encode())
-        for trace in sample.traces:
-            handle.write(b"\n" + trace.model_dump_json().encode())
-        handle.write(b"\n")
-
-
-def read_jsonl_streamed(path: Path) -> Any:
-    """``TeamHourSample.from_jsonl`` line by line from the file (lines split on b"\\n" only, as it does)."""
-    from trace_summaries.sampling import SampledTrace, TeamHourSample
-
-    with path.open("rb") as handle:
-        header = handle.readline().decode()
-        sample = TeamHourSample.model_validate_json(header.replace("{", '{"traces":[],', 1))
-        sample.traces = [SampledTrace.model_validate_json(line) for line in handle if line.strip()]
-    return sample
-
-
-def child(mode: str, dsn: str, handoff: str, variant: str) -> dict[str, Any]:
+def child(mode: str, dsn: str, handoff: str) -> dict[str, Any]:
     """One process of the partition; returns its peak RSS, the high-water mark after each stage, times."""
     marks: dict[str, float] = {}
     seconds: dict[str, float] = {}
@@ -271,15 +234,24 @@ def child(mode: str, dsn: str, handoff: str, variant: str) -> dict[str, Any]:
         seconds[stage] = round(now - clock, 3)
         clock = now
 
+    import dagster as dg
+
     from trace_summaries import partition_summaries
-    from trace_summaries.sampling import SamplingConfig, TeamHourSample, sample_team_hour
+    from trace_summaries.defs.io_managers import SampleIOManager
+    from trace_summaries.sampling import SamplingConfig, sample_team_hour
     from trace_summaries.store import TraceStore
     from trace_summaries.store.summary_event_rows import replace_summary_events
     from trace_summaries.summarize import HeuristicSummarizer
     from trace_summaries.text_repr import RenderOptions
 
     store = TraceStore(dsn)
-    prototype = variant == "prototype"
+    io_manager = SampleIOManager(base_dir=handoff)
+    key = f"{HOUR:%Y-%m-%d-%H:%M}|{TEAM}"
+    partition = {
+        "asset_key": dg.AssetKey("sampled_traces"),
+        "partition_key": key,
+        "asset_partitions_def": dg.StaticPartitionsDefinition([key]),
+    }
     mark("imports")
     facts: dict[str, Any] = {}
     if mode == "floor":
@@ -288,24 +260,15 @@ def child(mode: str, dsn: str, handoff: str, variant: str) -> dict[str, Any]:
         mark("session")
     if mode == "sample":
         with store.session() as client:
-            if prototype:
-                sample = sample_in_chunks(client, HOUR, SamplingConfig())
-            else:
-                sample = sample_team_hour(client, TEAM, HOUR, HOUR + timedelta(hours=1), SamplingConfig())
+            sample = sample_team_hour(client, TEAM, HOUR, HOUR + timedelta(hours=1), SamplingConfig())
         mark("sample")
         facts["traces"] = len(sample.traces)
         facts["excluded"] = sum(sample.stats.traces_excluded.values())
         facts["properties_mb"] = round(sum(t.properties_chars for t in sample.traces) / 1e6, 1)
-        if prototype:
-            write_jsonl_streamed(sample, Path(handoff))
-        else:
-            Path(handoff).write_bytes(sample.to_jsonl())
+        io_manager.handle_output(dg.build_output_context(**partition), {key: sample})
         mark("write JSON lines")
     if mode == "summarize":
-        if prototype:
-            sample = read_jsonl_streamed(Path(handoff))
-        else:
-            sample = TeamHourSample.from_jsonl(Path(handoff).read_bytes())
+        sample = io_manager.load_input(dg.build_input_context(**partition))[key]
         mark("read JSON lines")
         rendering = getattr(partition_summaries, "PIPELINE_RENDERING", None) or RenderOptions(
             nest=True, dedupe=True
@@ -330,9 +293,9 @@ def child(mode: str, dsn: str, handoff: str, variant: str) -> dict[str, Any]:
     return {"peak_mb": round(_hwm_mb(), 1), "marks": marks, "seconds": seconds, **facts}
 
 
-def _run_child(mode: str, dsn: str, handoff: Path, variant: str = "shipped") -> dict[str, Any]:
+def _run_child(mode: str, dsn: str, handoff: Path) -> dict[str, Any]:
     completed = subprocess.run(
-        [sys.executable, __file__, "--child", mode, dsn, str(handoff), variant],
+        [sys.executable, __file__, "--child", mode, dsn, str(handoff)],
         check=True,
         capture_output=True,
         text=True,
@@ -348,10 +311,12 @@ def _describe(result: dict[str, Any]) -> str:
     )
 
 
-def _partition(dsn: str, handoff: Path, traces: int, variant: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    sampled = _run_child("sample", dsn, handoff, variant)
-    summarized = _run_child("summarize", dsn, handoff, variant)
-    handoff.unlink(missing_ok=True)
+def _partition(dsn: str, handoff: Path, traces: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two step processes of the partition; the sample passes between them through ``handoff``."""
+    shutil.rmtree(handoff, ignore_errors=True)
+    sampled = _run_child("sample", dsn, handoff)
+    summarized = _run_child("summarize", dsn, handoff)
+    shutil.rmtree(handoff, ignore_errors=True)
     if sampled["traces"] != traces or sampled["excluded"] or summarized["summaries"] != traces:
         raise AssertionError(f"expected {traces} traces selected and summarized: {sampled}, {summarized}")
     return sampled, summarized
@@ -363,15 +328,13 @@ def run(quick: bool = False) -> list[Row]:
     traces = 20 if quick else 100
     data_dir = memory_store(traces)
     embedded = f"chdb://{data_dir}"
-    handoff = data_dir.parent / "sample.jsonl"
+    handoff = data_dir.parent / "intermediate"
     floor = _run_child("floor", embedded, handoff)
-    sampled, summarized = _partition(embedded, handoff, traces, "shipped")
-    proto_sampled, proto_summarized = _partition(embedded, handoff, traces, "prototype")
+    sampled, summarized = _partition(embedded, handoff, traces)
     with clickhouse_http_server(data_dir) as front:
-        http_sampled, http_summarized = _partition(front.dsn, handoff, traces, "shipped")
+        http_sampled, http_summarized = _partition(front.dsn, handoff, traces)
 
     worst = max(sampled["peak_mb"], summarized["peak_mb"])
-    proto_worst = max(proto_sampled["peak_mb"], proto_summarized["peak_mb"])
     http_worst = max(http_sampled["peak_mb"], http_summarized["peak_mb"])
     return [
         row(
@@ -390,17 +353,11 @@ def run(quick: bool = False) -> list[Row]:
             http_worst,
             "MB",
             baseline=TARGET_MB,
-            note=f"sample step {_describe(http_sampled)} | summaries step {_describe(http_summarized)}",
+            note="worst step process",
         ),
+        row("  sampled_traces step (HTTP)", http_sampled["peak_mb"], "MB", note=_describe(http_sampled)),
         row(
-            "prototype: chunked fetch + streamed JSON lines (embedded)",
-            proto_worst,
-            "MB",
-            baseline=TARGET_MB,
-            note=(
-                f"sample step {_describe(proto_sampled)} | summaries step {_describe(proto_summarized)}; "
-                "not the shipped code"
-            ),
+            "  trace_summaries step (HTTP)", http_summarized["peak_mb"], "MB", note=_describe(http_summarized)
         ),
         row("floor: imports + one embedded store session", floor["peak_mb"], "MB", note=_describe(floor)),
     ]
@@ -408,7 +365,7 @@ def run(quick: bool = False) -> list[Row]:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        print(json.dumps(child(*sys.argv[2:6])))
+        print(json.dumps(child(*sys.argv[2:5])))
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")

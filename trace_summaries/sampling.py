@@ -5,9 +5,11 @@ exactly once. The sample is capped, and the cap must not favour any kind of trac
 of the trace id (not ``rand()``, which breaks re-runs, and not "newest first", which biases towards the end
 of the hour), so the same data always yields the same sample.
 
-Two queries per team-hour, whatever the sample size: one that ranks and guards the traces of the window, one
-that fetches every event of the selected traces. Both are parameterized on the server; no input is ever
-formatted into SQL.
+One query ranks and guards the traces of the window; then the events of the selected traces are fetched in
+as few queries as a memory budget allows (``SamplingConfig.fetch_chunk_properties_chars``): one query for a
+whole partition at the size limits holds ~200 MB of raw properties next to their decoded form, and in an
+embedded store the engine's own copy of the result as well. Every query is parameterized on the server; no
+input is ever formatted into SQL.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,6 +59,13 @@ class SamplingConfig(BaseModel):
     # Events of a trace are looked for this far before and after the hour: far enough before to see that a
     # trace started in the previous hour (and so is not ours), far enough after to fetch a trace that runs on.
     trace_margin_minutes: int = Field(default=60, ge=0, le=24 * 60)
+    # Properties characters (as the selection query measures them) fetched per query: bounds the raw rows
+    # held at once, and in an embedded store the engine's buffers for them (several times the raw size, not
+    # all returned to the system), so the peak memory of sampling no longer grows with the partition's raw
+    # size. A trace larger than the budget is fetched alone. Changes how many queries build the sample, never
+    # the sample. 16 MB: a partition at the size limits (200 MB) peaks at ~800 MB embedded, against
+    # ~870-950 MB at 32 MB and 1.7 GB in one query (bench/bench_memory.py), for 13 fetch queries, not one.
+    fetch_chunk_properties_chars: int = Field(default=16_000_000, ge=1)
 
 
 class TraceEvent(BaseModel):
@@ -112,19 +121,58 @@ class TeamHourSample(BaseModel):
     traces: list[SampledTrace]
     stats: SamplingStats
 
+    def iter_jsonl(self) -> Iterator[bytes]:
+        """JSON lines, one at a time, each ending in a newline: a header line (team, window, stats), then one
+        trace per line; readable by any tool. Line by line, so writing a partition never holds a second
+        copy of it (a whole partition's lines are ~200 MB at the size limits)."""
+        yield self.model_dump_json(exclude={"traces"}).encode() + b"\n"
+        for trace in self.traces:
+            yield trace.model_dump_json().encode() + b"\n"
+
+    def write_jsonl(self, handle: IO[bytes]) -> None:
+        for line in self.iter_jsonl():
+            handle.write(line)
+
     def to_jsonl(self) -> bytes:
-        """JSON lines: a header line (team, window, stats), then one trace per line; readable by any tool."""
-        header = self.model_dump_json(exclude={"traces"})
-        return "\n".join([header, *(trace.model_dump_json() for trace in self.traces)]).encode() + b"\n"
+        return b"".join(self.iter_jsonl())
+
+    @classmethod
+    def read_jsonl(cls, lines: Iterable[bytes]) -> TeamHourSample:
+        """The sample from its JSON lines as they arrive (a binary file iterates over them), parsing each
+        trace's line before the next is read, so the raw text is never held whole next to the parsed traces.
+
+        Lines must be split on ``b"\\n"`` only (a binary file, ``jsonl_lines``), never with ``splitlines``:
+        JSON leaves U+2028, U+2029 and U+0085 unescaped inside strings, and ``str.splitlines`` would cut a
+        trace's line in two at them."""
+        iterator = iter(lines)
+        header = next(iterator, b"")
+        sample = cls.model_validate_json(header.replace(b"{", b'{"traces":[],', 1))
+        sample.traces = [
+            SampledTrace.model_validate_json(line) for line in iterator if line not in (b"", b"\n")
+        ]
+        return sample
 
     @classmethod
     def from_jsonl(cls, data: bytes) -> TeamHourSample:
-        # Split on "\n" only: JSON leaves U+2028, U+2029 and U+0085 unescaped inside strings, and
-        # ``str.splitlines`` would cut a trace's line in two at them.
-        header, *lines = data.decode().split("\n")
-        sample = cls.model_validate_json(header.replace("{", '{"traces":[],', 1))
-        sample.traces = [SampledTrace.model_validate_json(line) for line in lines if line]
-        return sample
+        return cls.read_jsonl(data.split(b"\n"))
+
+
+def jsonl_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a byte stream that arrives in arbitrary chunks (an S3 body), split on ``b"\\n"`` only
+    (see ``TeamHourSample.read_jsonl``). A line's parts are joined once, not re-concatenated per chunk as
+    ``botocore``'s ``iter_lines`` does, which is quadratic in a multi-megabyte trace line."""
+    pending: list[bytes] = []
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            pending.append(chunk[start:end])
+            yield b"".join(pending)
+            pending.clear()
+            start = end + 1
+        if start < len(chunk):
+            pending.append(chunk[start:])
+    if pending:
+        yield b"".join(pending)
 
 
 SELECT_TRACES_SQL = """
@@ -214,7 +262,7 @@ def sample_team_hour(
     stats.select_query_seconds = round(time.perf_counter() - started, 4)
 
     started = time.perf_counter()
-    traces = _fetch_traces(client, scope, selected, stats)
+    traces = _fetch_traces(client, scope, selected, stats, config.fetch_chunk_properties_chars)
     stats.fetch_query_seconds = round(time.perf_counter() - started, 4)
     return TeamHourSample(
         team_id=team_id, window_start=window_start, window_end=window_end, traces=traces, stats=stats
@@ -276,14 +324,31 @@ def _select_traces(
 
 
 def _fetch_traces(
-    client: Client, scope: dict[str, Any], selected: Sequence[SampledTrace], stats: SamplingStats
+    client: Client,
+    scope: dict[str, Any],
+    selected: Sequence[SampledTrace],
+    stats: SamplingStats,
+    chunk_chars: int,
 ) -> list[SampledTrace]:
-    if not selected:
-        return []
     by_id = {trace.trace_id: trace for trace in selected}
-    result = client.query(FETCH_EVENTS_SQL, parameters={**scope, "trace_ids": list(by_id)})
     seen: set[str] = set()
-    for uuid, event, timestamp, raw_properties, trace_id in result.result_rows:
+    for trace_ids in _fetch_chunks(selected, chunk_chars):
+        # The query's result is not named, so its raw rows are freed before the next query runs.
+        _add_events(
+            client.query(FETCH_EVENTS_SQL, parameters={**scope, "trace_ids": trace_ids}).result_rows,
+            by_id,
+            seen,
+            stats,
+        )
+    stats.events_fetched = len(seen)
+    # Keep the hash order of the selection: it is the order summaries are requested in.
+    return list(by_id.values())
+
+
+def _add_events(
+    rows: Sequence[Sequence[Any]], by_id: dict[str, SampledTrace], seen: set[str], stats: SamplingStats
+) -> None:
+    for uuid, event, timestamp, raw_properties, trace_id in rows:
         if uuid in seen:
             # At-least-once ingestion can insert an event twice; the trace must not show it twice.
             stats.duplicate_events_dropped += 1
@@ -300,9 +365,24 @@ def _fetch_traces(
         trace.events.append(
             TraceEvent(uuid=uuid, event=event, timestamp=as_utc(timestamp), properties=properties)
         )
-    stats.events_fetched = len(seen)
-    # Keep the hash order of the selection: it is the order summaries are requested in.
-    return list(by_id.values())
+
+
+def _fetch_chunks(selected: Sequence[SampledTrace], chunk_chars: int) -> Iterator[list[str]]:
+    """The selected trace ids in runs of at most ``chunk_chars`` properties characters (a larger trace runs
+    alone). Runs follow the fetch query's own ``ORDER BY ai_trace_id`` (``str`` order is UTF-8 byte order,
+    as ClickHouse compares strings), so rows arrive in the order one query for every trace would return
+    them: which copy of a duplicated event is kept, and the order malformed and cut events are reported
+    in, do not depend on the budget."""
+    run: list[str] = []
+    chars = 0
+    for trace in sorted(selected, key=lambda trace: trace.trace_id):
+        if run and chars + trace.properties_chars > chunk_chars:
+            yield run
+            run, chars = [], 0
+        run.append(trace.trace_id)
+        chars += trace.properties_chars
+    if run:
+        yield run
 
 
 def _clean_scalar(value: Any) -> Any:

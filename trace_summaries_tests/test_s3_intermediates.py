@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from trace_summaries.defs.io_managers import S3SampleIOManager, SummaryEventsIOManager
+from trace_summaries.defs.io_managers import S3SampleIOManager, SummaryEventsIOManager, partition_object_name
 from trace_summaries.defs.partitions import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource, LLMResource
 from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.trace_summaries import trace_summaries
-from trace_summaries.sampling import TeamHourSample
+from trace_summaries.sampling import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
 from trace_summaries.seed import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.s3 import S3Endpoint, moto_s3
@@ -74,3 +74,58 @@ def test_samples_are_json_lines_objects_in_s3_and_feed_the_next_asset(
         f"{HOUR_KEY}|3": 3,
         f"{HOUR_KEY}|4": 3,
     }
+
+
+def large_sample(traces: int, chars: int) -> TeamHourSample:
+    """A sample of ``traces`` traces of ~``chars`` characters each, with the characters JSON leaves unescaped
+    that ``splitlines`` would split at (U+2028, U+2029, U+0085) and multi-byte ones cut by any chunking."""
+    pattern = "line\u2028sep\u2029next\u0085é漢🙂 "
+    text = (pattern * (chars // len(pattern) + 1))[:chars]
+    return TeamHourSample(
+        team_id=3,
+        window_start=HOUR,
+        window_end=HOUR + timedelta(hours=1),
+        traces=[
+            SampledTrace(
+                trace_id=f"trace-{index}",
+                first_timestamp=HOUR,
+                event_count=1,
+                properties_chars=chars,
+                events=[
+                    TraceEvent(
+                        uuid=f"event-{index}", event="$ai_span", timestamp=HOUR, properties={"text": text}
+                    )
+                ],
+            )
+            for index in range(traces)
+        ],
+        stats=SamplingStats(traces_selected=traces, malformed_event_uuids=["m-1"]),
+    )
+
+
+def partition_contexts(key: str) -> tuple[dg.OutputContext, dg.InputContext]:
+    partitions = dg.StaticPartitionsDefinition([key])
+    where = {
+        "asset_key": dg.AssetKey("sampled_traces"),
+        "partition_key": key,
+        "asset_partitions_def": partitions,
+    }
+    return dg.build_output_context(**where), dg.build_input_context(**where)
+
+
+def test_a_sample_larger_than_a_part_is_streamed_to_s3_and_back(s3: S3Endpoint) -> None:
+    # ~20 MB of JSON lines: past the multipart threshold, three parts, lines cut across parts.
+    sample = large_sample(traces=12, chars=1_000_000)
+    key = f"{HOUR_KEY}|3"
+    output, input_ = partition_contexts(key)
+    io_manager = S3SampleIOManager(
+        s3=S3Resource(endpoint_url=s3.endpoint_url, region_name="us-east-1"), bucket=s3.bucket, prefix="ts"
+    )
+
+    io_manager.handle_output(output, {key: sample})
+
+    stored = s3.client.get_object(Bucket=s3.bucket, Key="ts/" + partition_object_name("sampled_traces", key))
+    assert stored["ContentLength"] > 16 * 1024 * 1024
+    assert stored["ETag"].endswith('-3"')  # a multipart object's ETag ends in its number of parts
+    assert stored["Body"].read() == sample.to_jsonl()
+    assert io_manager.load_input(input_) == {key: sample}

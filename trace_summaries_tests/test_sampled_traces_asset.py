@@ -6,12 +6,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
+from pydantic_core import PydanticSerializationError
 
 from trace_summaries.defs.io_managers import SampleIOManager, partition_object_name
 from trace_summaries.defs.partitions import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.defs.sampled_traces import sampled_traces
-from trace_summaries.sampling import TeamHourSample
+from trace_summaries.sampling import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.events import ai_event
 
@@ -102,3 +104,48 @@ def test_a_team_key_that_is_not_a_positive_integer_fails_with_a_clear_message(
     message = failure.step_failure_data.error.message
     assert "invalid team partition key 'team_a'" in message
     assert "positive integer" in message
+
+
+def test_the_sample_io_manager_streams_objects_and_never_leaves_a_partial_one(tmp_path: Path) -> None:
+    key = f"{HOUR_KEY}|3"
+    partitions = dg.StaticPartitionsDefinition([key])
+    where = {
+        "asset_key": dg.AssetKey("sampled_traces"),
+        "partition_key": key,
+        "asset_partitions_def": partitions,
+    }
+    # Characters JSON leaves unescaped and ``splitlines`` would split at, in lines longer than any buffer.
+    text = "a\u2028b\u2029c\u0085d\r漢🙂 " * 200_000
+    traces = [
+        SampledTrace(
+            trace_id=f"t-{index}",
+            first_timestamp=HOUR,
+            event_count=1,
+            properties_chars=len(text),
+            events=[
+                TraceEvent(uuid=f"e-{index}", event="$ai_span", timestamp=HOUR, properties={"text": text})
+            ],
+        )
+        for index in range(3)
+    ]
+    sample = TeamHourSample(
+        team_id=3,
+        window_start=HOUR,
+        window_end=HOUR + timedelta(hours=1),
+        traces=traces,
+        stats=SamplingStats(),
+    )
+    io_manager = SampleIOManager(base_dir=str(tmp_path / "intermediate"))
+    stored = tmp_path / "intermediate" / partition_object_name("sampled_traces", key)
+
+    io_manager.handle_output(dg.build_output_context(**where), {key: sample})
+    assert stored.read_bytes() == sample.to_jsonl()
+    assert io_manager.load_input(dg.build_input_context(**where)) == {key: sample}
+
+    # A write that fails half way (a value that cannot be serialized, after a first trace was written).
+    broken = sample.model_copy(deep=True)
+    broken.traces[-1].events[0].properties["text"] = object()
+    with pytest.raises(PydanticSerializationError):
+        io_manager.handle_output(dg.build_output_context(**where), {key: broken})
+    assert io_manager.load_input(dg.build_input_context(**where)) == {key: sample}
+    assert [path.name for path in stored.parent.iterdir()] == [stored.name]

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from trace_summaries.sampling import SamplingConfig, TeamHourSample, sample_team_hour
+from trace_summaries.sampling import (
+    SamplingConfig,
+    TeamHourSample,
+    _fetch_chunks,
+    jsonl_lines,
+    sample_team_hour,
+)
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.events import ai_event
 
@@ -148,3 +155,60 @@ def test_non_finite_numbers_survive_a_round_trip(store: TraceStore) -> None:
     restored = TeamHourSample.from_jsonl(result.to_jsonl())
     assert restored.traces[0].events[0].properties["$ai_latency"] == "nan"
     assert restored == result
+
+
+def test_a_sample_fetched_in_chunks_is_the_sample_of_one_fetch(store: TraceStore) -> None:
+    at = HOUR + timedelta(minutes=5)
+    rows = []
+    for i in range(12):
+        trace_id = f"chunk-{i:02d}"
+        blob = "x" * (2_000 * (1 + i % 4))
+        rows += [ai_event(TEAM, trace_id, at + timedelta(seconds=i), index=j, blob=blob) for j in range(3)]
+    # A trace larger than the whole budget: fetched on its own.
+    rows += [ai_event(TEAM, "chunk-big", at, index=j, blob="y" * 30_000) for j in range(2)]
+    # Rows whose outcome spans chunks, in traces whose hash order (the selection's) is not their id order
+    # (one query's): malformed and too-deep rows, reported in id order; an event inserted twice; one uuid
+    # carrying two trace ids, kept in the first trace id's copy.
+    for trace_id in ("chunk-04", "chunk-07"):
+        rows.append(
+            ai_event(TEAM, trace_id, at, index=7, raw_properties=f'{{"$ai_trace_id": "{trace_id}", "x": [')
+        )
+        deep = "[" * 80 + "]" * 80
+        rows.append(
+            ai_event(
+                TEAM, trace_id, at, index=8, raw_properties=f'{{"$ai_trace_id": "{trace_id}", "d": {deep}}}'
+            )
+        )
+    rows.append(rows[0])
+    shared = ai_event(TEAM, "chunk-03", at, index=9)
+    rows += [shared, replace(shared, properties=json.dumps({"$ai_trace_id": "chunk-06"}))]
+    store.insert_events(rows)
+
+    budget = 16_000
+    whole = sample(store, SamplingConfig(fetch_chunk_properties_chars=10**12))
+    chunked = sample(store, SamplingConfig(fetch_chunk_properties_chars=budget))
+
+    runs = list(_fetch_chunks(whole.traces, budget))
+    assert len(runs) > 3 and ["chunk-big"] in runs
+    timings = {"stats": {"select_query_seconds", "fetch_query_seconds"}}
+    assert chunked.model_dump(exclude=timings) == whole.model_dump(exclude=timings)
+    # The cases above did occur, so the comparison covers them.
+    assert len(whole.traces) == 13
+    assert len(whole.stats.malformed_event_uuids) == len(whole.stats.too_deep_event_uuids) == 2
+    assert whole.stats.duplicate_events_dropped == 2
+    assert shared.uuid in [
+        event.uuid for trace in whole.traces if trace.trace_id == "chunk-03" for event in trace.events
+    ]
+
+
+def test_json_lines_read_from_chunks_of_any_size_give_the_sample_back(store: TraceStore) -> None:
+    at = HOUR + timedelta(minutes=6)
+    text = "a\u2028b\u2029c\u0085d\r\n漢🙂 " * 50
+    store.insert_events([ai_event(TEAM, f"lines-{i}", at, text=text) for i in range(3)])
+    result = sample(store)
+    data = result.to_jsonl()
+    for size in (1, 3, 7, 4096, len(data)):
+        chunks = (data[start : start + size] for start in range(0, len(data), size))
+        lines = list(jsonl_lines(chunks))
+        assert lines == data.split(b"\n")[:-1]
+        assert TeamHourSample.read_jsonl(lines) == result
