@@ -4,19 +4,25 @@ Both handle ranged runs (a backfill or a sharded schedule tick covers many parti
 and inputs are dicts keyed by partition key.
 """
 
+import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from boto3.s3.transfer import TransferConfig
 from dagster_aws.s3 import S3Resource
+from pydantic import PrivateAttr
 
 from trace_summaries import settings
 from trace_summaries.defs.partitions import team_hour
 from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.partition_summaries import PartitionSummaries
-from trace_summaries.sampling import TeamHourSample
-from trace_summaries.store.summary_event_rows import read_summary_events, replace_summary_events
+from trace_summaries.sampling import TeamHourSample, jsonl_lines
+from trace_summaries.store.summary_event_rows import SummaryWindow, read_partitions, replace_partitions
 from trace_summaries.summary_events import SummaryEvent
 from trace_summaries.teams import InvalidTeamKey
 
@@ -31,10 +37,12 @@ class SampleStoreIOManager(dg.ConfigurableIOManager):
     """Stores ``sampled_traces`` as JSON lines, one object per partition: not pickle, so objects are safe
     to load and readable by other tools. Subclasses say where objects live."""
 
-    def _write(self, name: str, data: bytes) -> None:
+    # Objects are written and read line by line (``TeamHourSample.iter_jsonl``/``read_jsonl``): a partition
+    # at the size limits is ~200 MB of JSON lines, which must not sit in memory whole next to the sample.
+    def _write(self, name: str, sample: TeamHourSample) -> None:
         raise NotImplementedError
 
-    def _read(self, name: str) -> bytes | None:
+    def _read(self, name: str) -> TeamHourSample | None:
         raise NotImplementedError
 
     def _delete(self, name: str) -> None:
@@ -49,7 +57,7 @@ class SampleStoreIOManager(dg.ConfigurableIOManager):
             # A partition of the range that failed: drop its old object so no later step reads stale data.
             self._delete(partition_object_name(asset, key))
         for key, sample in obj.items():
-            self._write(partition_object_name(asset, key), sample.to_jsonl())
+            self._write(partition_object_name(asset, key), sample)
         context.add_output_metadata({"objects_written": len(obj), "location": self.location()})
 
     def load_input(self, context: dg.InputContext) -> dict[str, TeamHourSample]:
@@ -57,9 +65,9 @@ class SampleStoreIOManager(dg.ConfigurableIOManager):
         asset = context.asset_key.path[-1]
         samples: dict[str, TeamHourSample] = {}
         for key in context.asset_partition_keys:
-            data = self._read(partition_object_name(asset, key))
-            if data is not None:
-                samples[str(key)] = TeamHourSample.from_jsonl(data)
+            sample = self._read(partition_object_name(asset, key))
+            if sample is not None:
+                samples[str(key)] = sample
         return samples
 
 
@@ -68,23 +76,63 @@ class SampleIOManager(SampleStoreIOManager):
 
     base_dir: str
 
-    def _write(self, name: str, data: bytes) -> None:
+    def _write(self, name: str, sample: TeamHourSample) -> None:
         path = Path(self.base_dir) / name
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename: a run killed mid-write never leaves a truncated object behind.
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as handle:
-            handle.write(data)
+            try:
+                sample.write_jsonl(handle)
+            except BaseException:
+                Path(handle.name).unlink(missing_ok=True)
+                raise
         os.replace(handle.name, path)
 
-    def _read(self, name: str) -> bytes | None:
-        path = Path(self.base_dir) / name
-        return path.read_bytes() if path.exists() else None
+    def _read(self, name: str) -> TeamHourSample | None:
+        try:
+            handle = (Path(self.base_dir) / name).open("rb")
+        except FileNotFoundError:
+            return None
+        with handle:
+            return TeamHourSample.read_jsonl(handle)
 
     def _delete(self, name: str) -> None:
         (Path(self.base_dir) / name).unlink(missing_ok=True)
 
     def location(self) -> str:
         return self.base_dir
+
+
+# At most 4 parts of 8 MB in memory at once (s3transfer's default is 10): a flat ~32 MB whatever the sample.
+_UPLOAD = TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=4)
+_UPLOAD.max_in_memory_upload_chunks = 4
+_READ_CHUNK = 1024 * 1024
+
+
+class _LinesStream(io.RawIOBase):
+    """A raw stream over an iterator of byte strings, so ``upload_fileobj`` uploads the object as it is
+    serialized, never built whole. Read it through ``io.BufferedReader``: its ``read(n)`` returns ``n`` bytes
+    unless the stream ends, as s3transfer expects (it takes a short read for the last part, and S3 rejects a
+    part under 5 MB that is not the last)."""
+
+    def __init__(self, lines: Iterator[bytes]) -> None:
+        super().__init__()
+        self._lines = lines
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            line = next(self._lines, None)
+            if line is None:
+                return 0
+            self._pending = memoryview(line)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
 
 
 class S3SampleIOManager(SampleStoreIOManager):
@@ -97,16 +145,22 @@ class S3SampleIOManager(SampleStoreIOManager):
     def _key(self, name: str) -> str:
         return f"{self.prefix.strip('/')}/{name}" if self.prefix.strip("/") else name
 
-    def _write(self, name: str, data: bytes) -> None:
-        # A PUT is atomic: readers see the old object or the new one, never a part.
-        self.s3.get_client().put_object(Bucket=self.bucket, Key=self._key(name), Body=data)
+    def _write(self, name: str, sample: TeamHourSample) -> None:
+        # Streamed as the lines are serialized (a multipart upload past the threshold, parts held in memory
+        # bounded by ``_UPLOAD``). Still atomic, as a PUT is: a multipart object appears only once completed,
+        # so readers see the old object or the new one, never a part; a failed upload is aborted.
+        self.s3.get_client().upload_fileobj(
+            io.BufferedReader(_LinesStream(sample.iter_jsonl())), self.bucket, self._key(name), Config=_UPLOAD
+        )
 
-    def _read(self, name: str) -> bytes | None:
+    def _read(self, name: str) -> TeamHourSample | None:
         client = self.s3.get_client()
         try:
-            return client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+            body = client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
         except client.exceptions.NoSuchKey:
             return None
+        with closing(body):
+            return TeamHourSample.read_jsonl(jsonl_lines(body.iter_chunks(_READ_CHUNK)))
 
     def _delete(self, name: str) -> None:
         self.s3.get_client().delete_object(Bucket=self.bucket, Key=self._key(name))
@@ -132,41 +186,53 @@ def sample_io_manager() -> SampleStoreIOManager:
 class SummaryEventsIOManager(dg.ConfigurableIOManager):
     """Writes each partition's `$ai_trace_summary` events into the events table, replacing earlier ones.
 
-    ``load_input`` reads them back from the table, so downstream assets consume exactly what was written.
+    Downstream assets consume exactly what is in the table: ``handle_output`` reads the partitions back in
+    its own session right after writing them, and that read serves the same run's downstream steps (with
+    the in-process executor, the asset check and `embedding_requests` run in this process), which then open
+    no store session of their own (~0.2 s each on the embedded store). Any other reader, such as a step in
+    another process or a later run, reads the table.
     """
 
     clickhouse: dg.ResourceDependency[ClickHouseResource]
+    _read_back: tuple[str, dict[str, list[SummaryEvent]]] | None = PrivateAttr(default=None)
 
     def handle_output(self, context: dg.OutputContext, obj: dict[str, PartitionSummaries]) -> None:
-        written = 0
+        windows = {key: SummaryWindow(s.team_id, s.window_start, s.window_end) for key, s in obj.items()}
         with self.clickhouse.session() as client:
-            for summaries in obj.values():
-                written += replace_summary_events(
-                    client,
-                    team_id=summaries.team_id,
-                    window_start=summaries.window_start,
-                    window_end=summaries.window_end,
-                    mode=summaries.mode,
-                    events=summaries.events,
-                )
+            written = replace_partitions(client, list(obj.values()))
+            stored = read_partitions(client, list(windows.values()))
+        run_id = _run_id(context)
+        if run_id is not None:
+            self._read_back = (run_id, {key: stored[window] for key, window in windows.items()})
         context.add_output_metadata({"events_written": written, "sink": self.clickhouse.store.describe()})
 
     def load_input(self, context: dg.InputContext) -> dict[str, list[SummaryEvent]]:
-        loaded: dict[str, list[SummaryEvent]] = {}
+        windows: dict[str, SummaryWindow] = {}
+        for key in context.asset_partition_keys:
+            try:
+                partition = team_hour(key)
+            except InvalidTeamKey:
+                continue  # nothing is ever written for a key that is not a team
+            windows[partition.key] = SummaryWindow(
+                partition.team_id, partition.window_start, partition.window_end
+            )
+        if self._read_back is not None and self._read_back[0] == _run_id(context):
+            written = self._read_back[1]
+            if windows.keys() <= written.keys():
+                return {key: written[key] for key in windows}
+        if not windows:
+            return {}
         with self.clickhouse.session() as client:
-            for key in context.asset_partition_keys:
-                try:
-                    partition = team_hour(key)
-                except InvalidTeamKey:
-                    continue  # nothing is ever written for a key that is not a team
+            loaded = read_partitions(client, list(windows.values()))
+        return {key: loaded[window] for key, window in windows.items()}
 
-                loaded[partition.key] = read_summary_events(
-                    client,
-                    team_id=partition.team_id,
-                    window_start=partition.window_start,
-                    window_end=partition.window_end,
-                )
-        return loaded
+
+def _run_id(context: dg.InputContext | dg.OutputContext) -> str | None:
+    """The run being executed, or None for a context built outside a run (tests, tools)."""
+    try:
+        return context.step_context.run_id
+    except dg.DagsterInvariantViolationError:
+        return None
 
 
 def summary_events_io_manager(clickhouse: ClickHouseResource) -> SummaryEventsIOManager:

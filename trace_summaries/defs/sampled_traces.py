@@ -12,6 +12,9 @@ from trace_summaries.store import StoreError
 from trace_summaries.teams import InvalidTeamKey
 
 _DEFAULTS = SamplingConfig()
+# Partitions sampled in one held store session: a ranged run saves a connection (and, embedded, ~50 ms of
+# engine start) per partition, and still releases the embedded store's lock now and then for other runs.
+SESSION_PARTITIONS = 25
 
 
 class SampledTracesConfig(dg.Config):
@@ -35,22 +38,32 @@ def sampled_traces(
     sampling = SamplingConfig(**config.model_dump())
     samples: dict[str, TeamHourSample] = {}
     failures: dict[str, str] = {}
-    for key in context.partition_keys:
+    keys = list(context.partition_keys)
+    for start in range(0, len(keys), SESSION_PARTITIONS):
+        chunk = keys[start : start + SESSION_PARTITIONS]
         try:
-            partition = team_hour(key)
-            with clickhouse.session() as client:
-                samples[key] = sample_team_hour(
-                    client, partition.team_id, partition.window_start, partition.window_end, sampling
-                )
-        except InvalidTeamKey as exc:
-            failures[key] = str(exc)
-        except StoreError as exc:
-            failures[key] = f"cannot read traces: {exc}"
-    for key, sample in samples.items():
-        stats = sample.stats
+            with clickhouse.session():  # held across the chunk; each partition nests its own session
+                for key in chunk:
+                    try:
+                        partition = team_hour(key)
+                        with clickhouse.session() as client:
+                            window = (partition.window_start, partition.window_end)
+                            samples[key] = sample_team_hour(client, partition.team_id, *window, sampling)
+                    except InvalidTeamKey as exc:
+                        failures[key] = str(exc)
+                    except StoreError as exc:
+                        failures[key] = f"cannot read traces: {exc}"
+        except StoreError as exc:  # the store could not be opened at all
+            unread = [key for key in chunk if key not in samples and key not in failures]
+            failures.update({key: f"cannot read traces: {exc}" for key in unread})
+    # One log entry for the step, a line per partition: each entry is an event-log write, ~20 ms apiece.
+    if samples:
         context.log.info(
-            f"{key}: {stats.traces_selected} of {stats.traces_in_window} traces selected, "
-            f"{stats.events_fetched} events, {stats.malformed_rows} malformed rows"
+            "\n".join(
+                f"{key}: {s.stats.traces_selected} of {s.stats.traces_in_window} traces selected, "
+                f"{s.stats.events_fetched} events, {s.stats.malformed_rows} malformed rows"
+                for key, s in samples.items()
+            )
         )
     failure_metadata = settle_partition_failures(context, failures)
     context.add_output_metadata({**sampling_metadata(list(samples.values())), **failure_metadata})

@@ -129,19 +129,27 @@ class TraceStore:
     def session(self) -> Iterator[Client]:
         """A client valid for the block; on the embedded engine the block holds the directory lock.
 
+        Sessions nest: inside an open session of the same store (and thread), a session reuses its client,
+        so a step can hold one connection across many partitions while each partition still gets its own
+        ``StoreError``.
+
         Opening the session (connect and schema probe) is retried with backoff while the failure is
         transient; then, and for any driver error raised inside the block, a ``StoreError`` says which store
         failed and how, without credentials. A statement is never retried here: only the caller knows
         whether its unit of work can run twice.
         """
         if self.embedded_dir is None:
-            client = self._open(self.dsn)
+            outer = _http_clients.open.get(self.dsn)
+            client = outer if outer is not None else self._open(self.dsn)
+            _http_clients.open[self.dsn] = client
             try:
                 yield client
             except ClickHouseError as exc:
                 raise StoreError(self._query_failure(exc)) from exc
             finally:
-                client.close()
+                if outer is None:
+                    del _http_clients.open[self.dsn]
+                    client.close()
             return
         lock = _embedded_locks.setdefault(self.embedded_dir, DirectoryLock(self.embedded_dir))
         with lock as outermost:
@@ -236,6 +244,16 @@ def _scrub_password(text: str, dsn: str) -> str:
         if spelling:
             text = text.replace(spelling, "***")
     return text
+
+
+class _HttpClients(threading.local):
+    """The open server client of each DSN in this thread, for nested sessions."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, Client] = {}
+
+
+_http_clients = _HttpClients()
 
 
 class _EmbeddedClients:

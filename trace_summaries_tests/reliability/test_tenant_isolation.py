@@ -44,7 +44,8 @@ KEY = f"{HOUR_KEY}|{TEAM}"
 SHARED_TRACE_IDS = ["shared-trace", "x' OR team_id != 0 --", "{team_id:Int64} OR 1"]
 FOREIGN_MARKER = "FOREIGN-TEAM-DATA"
 
-_TEAM_FILTER = re.compile(r"\bteam_id\s*=\s*\{(\w+):Int64\}")
+# `team_id = {p:Int64}`, or `team_id IN {p:Array(Int64)}` where a statement covers many partitions.
+_TEAM_FILTER = re.compile(r"\bteam_id\s*(?:=\s*\{(\w+):Int64\}|IN\s*\{(\w+):Array\(Int64\)\})")
 _EVENTS_TABLE = re.compile(r"\bevents\b")
 # Statements the driver and the schema set-up send on their own: never built from run input.
 _DRIVER_PROBES = re.compile(
@@ -130,9 +131,10 @@ def test_a_partition_reads_and_writes_only_its_own_team(
     assert reads_and_deletes, "no statement on the events table was recorded"
     for query in reads_and_deletes:
         # Every statement on the events table filters on the team, bound to exactly this team.
-        filters = _TEAM_FILTER.findall(query["query"])
+        filters = [one or many for one, many in _TEAM_FILTER.findall(query["query"])]
         assert filters, f"no team filter in: {query['query']}"
-        assert all(query["params"].get(name) == str(TEAM) for name in filters), query
+        bound = [re.findall(r"-?\d+", query["params"].get(name, "")) for name in filters]
+        assert all(values == [str(TEAM)] for values in bound), query
     for query in queries:
         # No other team's id anywhere in any parameter of any statement (as a whole token).
         tokens = {t for value in query["params"].values() for t in re.findall(r"[0-9A-Za-z]+", str(value))}
