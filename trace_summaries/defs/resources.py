@@ -6,6 +6,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 from clickhouse_connect.driver.client import Client
+from pydantic import PrivateAttr
 
 from trace_summaries import settings
 from trace_summaries.embeddings import kafka_config
@@ -68,12 +69,34 @@ class KafkaResource(dg.ConfigurableResource):
     topic: str = DEFAULT_EMBEDDING_REQUESTS_TOPIC
     flush_timeout_s: float = 30.0
 
+    _started: EmbeddingRequestProducer | None = PrivateAttr(default=None)
+
     @property
     def configured(self) -> bool:
         return bool(self.bootstrap_servers)
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Starts the producer when the resource is initialized: with the in-process executor that is the
+        start of the run, so the producer's ~1 s of start-up overlaps sampling and summarizing instead of
+        delaying the `embedding_requests` step."""
+        if not self.configured:
+            return
+        try:
+            self._started = self.producer()
+        except settings.SettingError:
+            return  # invalid settings: the step that sends reports them
+        self._started.connect()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._started is not None:
+            self._started.close()
+            self._started = None
+
     def producer(self) -> EmbeddingRequestProducer:
-        """Validates the settings the same way the worker does (same variable names in every error)."""
+        """The producer started with the resource, else a new one. Validates the settings the same way the
+        worker does (same variable names in every error)."""
+        if self._started is not None:
+            return self._started
         environ = {
             name: value
             for name, value in (

@@ -118,6 +118,15 @@ class EmbeddingRequestProducer:
             self._fatal = False
         return self._producer
 
+    def connect(self) -> None:
+        """Starts the client ahead of ``send``: an idempotent producer cannot send before the broker gives it
+        a producer id, which librdkafka requests on a 500 ms timer (about 1 s in all). Started early, that
+        wait overlaps other work. A configuration error is left for ``send`` to report per request."""
+        try:
+            self._client()
+        except KafkaException as exc:
+            logger.debug("Kafka producer not started ahead of send: %s", exc)
+
     def send(self, requests: Iterable[EmbeddingRequest]) -> SendReport:
         """Produces every request and waits (at most about ``flush_timeout_s``) for the broker's answer."""
         batch = list(requests)
