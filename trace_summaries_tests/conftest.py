@@ -56,7 +56,9 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     """A real (sqlite-backed, on disk) Dagster instance, not an ephemeral one."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    with dg.DagsterInstance.local_temp(str(home)) as dagster_instance:
+    # Telemetry off, as in the project's dagster.yaml: tests reach nothing beyond 127.0.0.1.
+    overrides = {"telemetry": {"enabled": False}}
+    with dg.DagsterInstance.local_temp(str(home), overrides=overrides) as dagster_instance:
         yield dagster_instance
 
 
