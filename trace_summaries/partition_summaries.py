@@ -22,7 +22,7 @@ from trace_summaries.summarize import (
     Summarizer,
     SummaryMode,
     TraceSummaryResult,
-    summarize_many,
+    summarize_prepared,
     systemic_failure_reason,
 )
 from trace_summaries.summary_events import SummaryEvent, batch_run_id, build_summary_event
@@ -112,42 +112,43 @@ async def summarize_partition(
         mode=mode,
         batch_run_id=batch_run_id(sample.team_id, sample.window_start),
     )
-    renderable: dict[str, tuple[SampledTrace, TraceText]] = {}
+    texts: dict[str, TraceText] = {}
     redactions: dict[str, dict[str, int]] = {}
     skipped: dict[str, TraceOutcome] = {}
+    to_summarize: dict[str, SampledTrace] = {}
     for trace in sample.traces:
         reason = _skip_reason(trace)
         if reason is not None:
             skipped[trace.trace_id] = TraceOutcome(trace_id=trace.trace_id, status="skipped", reason=reason)
-            continue
-        text = render_trace(trace, render)
+        else:
+            to_summarize[trace.trace_id] = trace
+
+    def prepare(trace_id: str) -> tuple[TraceText, list[dict[str, Any]]]:
+        """Rendered when its LLM slot frees up, so rendering overlaps the calls in flight."""
+        trace = to_summarize[trace_id]
+        events = [event.model_dump() for event in trace.events]
+        text = format_trace(events, options=render)
         if redaction is not None and redaction.enabled:
             # Before anything reaches the summarizer: the text, and the events it reads the name from.
-            text, redactions[trace.trace_id] = redact_trace_text(text, redaction)
-        renderable[trace.trace_id] = (trace, text)
+            text, redactions[trace_id] = redact_trace_text(text, redaction)
+            for event in events:  # properties only: uuids tie the summary's lines to their events
+                event["properties"], _ = redaction.redact_value(event["properties"])
+        texts[trace_id] = text
+        return text, events
 
-    items = [
-        (trace_id, text, _summarizer_events(trace, redaction))
-        for trace_id, (trace, text) in renderable.items()
-    ]
-    summaries = await summarize_many(summarizer, items, mode, batch_size=batch_size, on_progress=on_progress)
+    summaries = await summarize_prepared(
+        summarizer, list(to_summarize), prepare, mode, batch_size=batch_size, on_progress=on_progress
+    )
     result.summaries = list(summaries.values())
     for trace in sample.traces:
         if trace.trace_id in skipped:
             result.outcomes.append(skipped[trace.trace_id])
             continue
-        _, text = renderable[trace.trace_id]
         summary = summaries[trace.trace_id]
-        result.outcomes.append(_outcome(sample, trace, text, mode, summary, redactions.get(trace.trace_id)))
+        result.outcomes.append(
+            _outcome(sample, trace, texts[trace.trace_id], mode, summary, redactions.get(trace.trace_id))
+        )
     return result
-
-
-def _summarizer_events(trace: SampledTrace, redaction: RedactionConfig | None) -> list[dict[str, Any]]:
-    events = [event.model_dump() for event in trace.events]
-    if redaction is not None and redaction.enabled:
-        for event in events:  # properties only: uuids tie the summary's lines to their events
-            event["properties"], _ = redaction.redact_value(event["properties"])
-    return events
 
 
 def summarize_partition_sync(

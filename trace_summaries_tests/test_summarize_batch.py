@@ -15,6 +15,7 @@ from trace_summaries.summarize import (
     SummaryMode,
     TraceSummaryResult,
     summarize_many,
+    summarize_prepared,
     systemic_failure_reason,
 )
 from trace_summaries.text_repr import TraceText
@@ -47,6 +48,35 @@ def test_no_more_than_batch_size_calls_are_in_flight(llm_server: OpenAICompatibl
     assert all(result.generated for result in results.values())
     assert llm_server.max_in_flight == 3
     assert len(llm_server.chat_requests()) == 12
+
+
+def test_traces_are_prepared_only_when_a_slot_frees_up(llm_server: OpenAICompatibleServer) -> None:
+    # Rendering up front would delay the first call; each trace is prepared just before its own call.
+    llm_server.latency_s = 0.05
+    texts = {key: (text, events) for key, text, events in items(9)}
+    prepared: list[str] = []
+    done = [0]
+    done_when_prepared: list[int] = []
+
+    def prepare(key: str) -> tuple[TraceText, list[dict[str, Any]]]:
+        prepared.append(key)
+        done_when_prepared.append(done[0])
+        return texts[key]
+
+    def progress(finished: int, _total: int, _failed: int) -> None:
+        done[0] = finished
+
+    summarizer = LLMSummarizer(fast_settings(llm_server))
+    results = asyncio.run(
+        summarize_prepared(summarizer, list(texts), prepare, "minimal", batch_size=3, on_progress=progress)
+    )
+
+    assert list(results) == list(texts) and all(result.generated for result in results.values())
+    assert prepared == list(texts)  # each once, in order
+    # Three slots: the first three are prepared at once, the k-th only after k - 2 summaries finished.
+    assert done_when_prepared[:3] == [0, 0, 0]
+    assert all(done_when_prepared[k] >= k - 2 for k in range(3, len(texts)))
+    assert llm_server.max_in_flight == 3
 
 
 def test_one_failing_trace_does_not_affect_the_others(llm_server: OpenAICompatibleServer) -> None:

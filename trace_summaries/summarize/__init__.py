@@ -5,7 +5,12 @@
 ``TraceSummaryResult`` (generated or failed with a reason), never as an exception.
 """
 
-from trace_summaries.summarize.batch import ProgressCallback, summarize_many, systemic_failure_reason
+from trace_summaries.summarize.batch import (
+    ProgressCallback,
+    summarize_many,
+    summarize_prepared,
+    systemic_failure_reason,
+)
 from trace_summaries.summarize.heuristic import HEURISTIC_VERSION, HeuristicSummarizer, summarize_extractively
 from trace_summaries.summarize.line_refs import CheckedRefs, check_line_refs, check_summary_refs
 from trace_summaries.summarize.llm import LLMSummarizer
@@ -73,5 +78,6 @@ __all__ = [
     "select_provider",
     "summarize_extractively",
     "summarize_many",
+    "summarize_prepared",
     "systemic_failure_reason",
 ]

@@ -36,15 +36,42 @@ async def summarize_many(
     on_progress: ProgressCallback | None = None,
 ) -> dict[Key, TraceSummaryResult]:
     """Summarize every ``(key, trace_text, events)``; the result has one entry per key, in input order."""
+    prepared = {key: (text, events) for key, text, events in items}
+    return await summarize_prepared(
+        summarizer,
+        [key for key, _, _ in items],
+        prepared.__getitem__,
+        mode,
+        batch_size=batch_size,
+        on_progress=on_progress,
+    )
+
+
+async def summarize_prepared(
+    summarizer: Summarizer,
+    keys: Sequence[Key],
+    prepare: Callable[[Key], tuple[TraceText, Sequence[Any]]],
+    mode: SummaryMode,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: ProgressCallback | None = None,
+) -> dict[Key, TraceSummaryResult]:
+    """Summarize every key, preparing (rendering) each trace only once a slot is free for it.
+
+    Rendering up front would delay the first call by the whole partition's rendering time; here each trace
+    is rendered while the other slots' calls are in flight, so rendering hides behind the LLM's latency.
+    ``prepare`` raising is a bug, not a bad trace: it propagates.
+    """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     slots = asyncio.Semaphore(batch_size)
-    total = len(items)
+    total = len(keys)
     done = failed = 0
 
-    async def one(trace_text: TraceText, events: Sequence[Any]) -> TraceSummaryResult:
+    async def one(key: Key) -> TraceSummaryResult:
         nonlocal done, failed
         async with slots:
+            trace_text, events = prepare(key)
             result = await _summarize_safely(summarizer, trace_text, events, mode)
         done += 1
         failed += 0 if result.generated else 1
@@ -52,8 +79,8 @@ async def summarize_many(
             on_progress(done, total, failed)
         return result
 
-    results = await asyncio.gather(*(one(text, events) for _, text, events in items))
-    return {key: result for (key, _, _), result in zip(items, results, strict=True)}
+    results = await asyncio.gather(*(one(key) for key in keys))
+    return dict(zip(keys, results, strict=True))
 
 
 async def _summarize_safely(
