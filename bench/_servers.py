@@ -19,20 +19,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class OpenAIServerProcess:
-    """``with OpenAIServerProcess(latency_s=0.3) as server: server.base_url, server.stats()``.
+    """``with OpenAIServerProcess(latency_s=0.3) as server: server.base_url, server.stats()``."""
 
-    ``nodelay=False`` keeps the server exactly as shipped (see ``_serve``).
-    """
-
-    def __init__(self, latency_s: float, *, nodelay: bool = True) -> None:
+    def __init__(self, latency_s: float) -> None:
         self.latency_s = latency_s
-        self.nodelay = nodelay
         self.base_url = ""
         self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> OpenAIServerProcess:
         self._process = subprocess.Popen(
-            [sys.executable, "-u", __file__, str(self.latency_s), "nodelay" if self.nodelay else "nagle"],
+            [sys.executable, "-u", __file__, str(self.latency_s)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -75,15 +71,9 @@ class OpenAIServerProcess:
         return self._call("stats")
 
 
-def _serve(latency_s: float, nodelay: bool) -> None:
+def _serve(latency_s: float) -> None:
     sys.path.insert(0, str(REPO))
-    from trace_summaries_tests.support import openai_server
     from trace_summaries_tests.support.openai_server import OpenAICompatibleServer
-
-    # The handler writes the headers and then the body with two send() calls. With Nagle's algorithm on
-    # (socketserver's default) the body waits for the client's delayed ACK of the headers: ~40 ms added to
-    # every call, which no real endpoint adds. TCP_NODELAY removes that artefact of the test server.
-    openai_server._Handler.disable_nagle_algorithm = nodelay
 
     server = OpenAICompatibleServer(latency_s=latency_s).start()
     print(json.dumps({"base_url": server.base_url}), flush=True)
@@ -108,4 +98,4 @@ def _serve(latency_s: float, nodelay: bool) -> None:
 
 
 if __name__ == "__main__":
-    _serve(float(sys.argv[1]), sys.argv[2] == "nodelay")
+    _serve(float(sys.argv[1]))

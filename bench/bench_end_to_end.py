@@ -103,6 +103,9 @@ class StampedSummarizer:
         finally:
             self.last_end = time.perf_counter()
 
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
 
 @dataclass
 class Breakdown:

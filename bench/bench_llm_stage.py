@@ -15,14 +15,18 @@ Figures per level:
 
 Each run gets its own ``asyncio.run`` (a fresh HTTP connection pool, as each partition of the pipeline gets),
 after one untimed warm-up; the median of ``REPEATS`` runs is reported. The server runs in its own process
-(``_servers.py``) with TCP_NODELAY, so neither its CPU nor its Nagle delay is charged to the client.
+(``_servers.py``), so its CPU is not charged to the client.
 
-``prototype`` rows run variants of the client to show what the changes recommended for
-``summarize/llm.py`` and ``summarize/schema.py`` buy: ``LeanSummarizer`` (the response format built once,
-the request body posted without the SDK's per-call TypedDict transform, one SSL context per process instead
-of one per event loop) and, when ``aiohttp`` is installed, the same on the SDK's aiohttp transport
-(``openai[aiohttp]``), whose per-request CPU is lower than httpx's. They are measurements of a proposal,
-not of the shipped code.
+What else shares the machine decides much of the c=50 figure: at ~166 calls/s the client needs about a third
+of a core, in bursts, and every millisecond it waits for a CPU delays the calls queued behind it. The
+steady-state notes therefore give the 1-minute load average, the client's run-queue wait per summary (Linux
+schedstat: time the event loop thread was ready to run but had no CPU) and the time the client spent in the
+garbage collector during the run.
+
+The ``variant`` rows are not the shipped code: they run the shipped client on the SDK's aiohttp transport
+(``openai.DefaultAioHttpClient``, the ``openai[aiohttp]`` extra, not a project dependency) when aiohttp
+happens to be installed, to keep the cost of that alternative measured (see ``summarize/llm.py`` for why it
+is not shipped).
 
 Run standalone: ``python bench/bench_llm_stage.py [--quick]``.
 """
@@ -31,23 +35,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
+import contextlib
+import gc
 import importlib.util
-import ssl
+import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import certifi
 import openai
 from _common import Row, print_rows, row, seeded_traces
 from _servers import OpenAIServerProcess
-from openai._constants import RAW_RESPONSE_HEADER
-from openai.types.chat import ChatCompletion
 
-from trace_summaries.summarize import LLMSettings, LLMSummarizer, response_format, summarize_many
+from trace_summaries.summarize import LLMSettings, LLMSummarizer, summarize_many
 from trace_summaries.summarize import llm as llm_module
 from trace_summaries.text_repr import format_trace
 
@@ -57,18 +60,11 @@ WAVES = 6
 REPEATS = 3
 TARGET_EFFICIENCY = 0.9
 
-
-@functools.cache
-def _shared_ssl_context() -> ssl.SSLContext:
-    """Built once per process: ``AsyncOpenAI()`` otherwise builds one (40-90 ms, certifi) per event loop."""
-    return ssl.create_default_context(cafile=certifi.where())
+_SCHEDSTAT = Path("/proc/thread-self/schedstat")
 
 
-class LeanSummarizer(LLMSummarizer):
-    """Prototype of the recommended change: same request, same parsing, less client CPU per call and per
-    partition (one SSL context per process instead of one per event loop)."""
-
-    _format = response_format()
+class AioHttpSummarizer(LLMSummarizer):
+    """Variant, not shipped: the shipped client on the SDK's aiohttp transport (``openai[aiohttp]``)."""
 
     def _client(self) -> openai.AsyncOpenAI:
         loop = asyncio.get_running_loop()
@@ -79,39 +75,7 @@ class LeanSummarizer(LLMSummarizer):
                 base_url=self.settings.base_url or None,
                 timeout=self.settings.timeout_s,
                 max_retries=0,
-                http_client=openai.DefaultAsyncHttpxClient(verify=_shared_ssl_context()),
-            )
-            self._clients[loop] = client
-        return client
-
-    async def _attempt(self, messages: list[dict[str, str]]) -> Any:
-        # Error handling as in LLMSummarizer._attempt is left out: the prototype only meets a healthy server.
-        client = self._client()
-        async with asyncio.timeout(self.settings.timeout_s):
-            raw = await client.post(
-                "/chat/completions",
-                body={"model": self.settings.model, "messages": messages, "response_format": self._format},
-                cast_to=ChatCompletion,
-                options={"headers": {RAW_RESPONSE_HEADER: "true"}},
-            )
-            request_id = raw.request_id  # type: ignore[attr-defined]
-            completion = raw.parse()  # type: ignore[attr-defined]
-        return llm_module._parse_completion(completion, request_id)
-
-
-class AioHttpLeanSummarizer(LeanSummarizer):
-    """The lean client on the SDK's aiohttp transport (``openai[aiohttp]``, not a project dependency)."""
-
-    def _client(self) -> openai.AsyncOpenAI:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = openai.AsyncOpenAI(
-                api_key=self.settings.api_key or llm_module.NO_API_KEY,
-                base_url=self.settings.base_url or None,
-                timeout=self.settings.timeout_s,
-                max_retries=0,
-                http_client=openai.DefaultAioHttpClient(),
+                http_client=openai.DefaultAioHttpClient(verify=llm_module._ssl_context()),
             )
             self._clients[loop] = client
         return client
@@ -119,6 +83,40 @@ class AioHttpLeanSummarizer(LeanSummarizer):
 
 def _aiohttp_available() -> bool:
     return importlib.util.find_spec("aiohttp") is not None
+
+
+@contextlib.contextmanager
+def _gc_time() -> Iterator[list[float]]:
+    """Seconds spent in the garbage collector while the block runs: ``[total, full collections only]``.
+
+    A full (generation 2) collection walks every object of the process and stops the event loop for tens of
+    milliseconds, with every call in flight waiting on it; it is one source of run-to-run spread.
+    """
+    spent = [0.0, 0.0]
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        elapsed = time.perf_counter() - started[0]
+        spent[0] += elapsed
+        if info["generation"] == 2:
+            spent[1] += elapsed
+
+    gc.callbacks.append(callback)
+    try:
+        yield spent
+    finally:
+        gc.callbacks.remove(callback)
+
+
+def _run_queue_wait_s() -> float | None:
+    """Time this thread has spent runnable but waiting for a CPU (None where schedstat is missing)."""
+    try:
+        return int(_SCHEDSTAT.read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @dataclass
@@ -149,6 +147,11 @@ class Measurement:
     steady_rate: float
     overall_rate: float
     first_wave_s: float
+    # Client (event loop thread) time waiting for a CPU per summary, in ms; None without schedstat.
+    run_queue_wait_ms: float | None = None
+    load_1m: float = 0.0
+    gc_ms: float = 0.0
+    full_gc_ms: float = 0.0
 
 
 def rendered_items(count: int) -> list[tuple[str, Any, list[dict[str, Any]]]]:
@@ -163,19 +166,34 @@ async def _measure(
 ) -> Measurement:
     inner = cls(settings)
     timeline = Timeline(inner)
+    waited = _run_queue_wait_s()
     try:
-        timeline.started = time.perf_counter()
-        results = await summarize_many(timeline, items, "detailed", batch_size=concurrency)  # type: ignore[arg-type]
-        wall = time.perf_counter() - timeline.started
+        with _gc_time() as gc_s:
+            timeline.started = time.perf_counter()
+            results = await summarize_many(timeline, items, "detailed", batch_size=concurrency)  # type: ignore[arg-type]
+            wall = time.perf_counter() - timeline.started
     finally:
         await inner.aclose()
+    waited_after = _run_queue_wait_s()
     failed = [r.error for r in results.values() if not r.generated]
     if failed:
         raise AssertionError(f"{len(failed)} summaries failed: {failed[:2]}")
     ends = sorted(timeline.ends)
     first_wave_end = ends[concurrency - 1]
     steady = (len(ends) - concurrency) / (ends[-1] - first_wave_end)
-    return Measurement(wall, steady, len(items) / wall, first_wave_end)
+    wait_ms = None
+    if waited is not None and waited_after is not None:
+        wait_ms = (waited_after - waited) * 1000 / len(items)
+    return Measurement(
+        wall,
+        steady,
+        len(items) / wall,
+        first_wave_end,
+        wait_ms,
+        os.getloadavg()[0],
+        gc_s[0] * 1000,
+        gc_s[1] * 1000,
+    )
 
 
 def _level(
@@ -203,15 +221,27 @@ def _median_run(runs: list[Measurement]) -> Measurement:
     return sorted(runs, key=lambda m: m.steady_rate)[len(runs) // 2]
 
 
+def _contention(m: Measurement) -> str:
+    """What the client waited on besides the server: other processes (load, run queue) and its own GC."""
+    parts = [f"load 1m {m.load_1m:.2f}"]
+    if m.run_queue_wait_ms is not None:
+        parts.append(f"client run-queue wait {m.run_queue_wait_ms:.2f} ms/summary")
+    parts.append(f"GC {m.gc_ms:.0f} ms (full {m.full_gc_ms:.0f} ms)")
+    return "; ".join(parts)
+
+
 def run(quick: bool = False) -> list[Row]:
     levels = (5, 20) if quick else LEVELS
     repeats = 1 if quick else REPEATS
     items = rendered_items(WAVES * max(levels))
     rows: list[Row] = []
+    variants: list[tuple[str, type[LLMSummarizer]]] = []
+    if _aiohttp_available():
+        variants.append(("SDK aiohttp transport", AioHttpSummarizer))
     with OpenAIServerProcess(latency_s=LATENCY_S) as server:
         warm = LLMSettings(api_key="k", base_url=server.base_url)
-        asyncio.run(_measure(LLMSummarizer, warm, items[:10], 5))  # imports, first connections
-        asyncio.run(_measure(LeanSummarizer, warm, items[:10], 5))
+        for cls in (LLMSummarizer, *(cls for _, cls in variants)):
+            asyncio.run(_measure(cls, warm, items[:10], 5))  # imports, first connections
         for concurrency in levels:
             ideal = concurrency / LATENCY_S
             runs, max_in_flight = _level(server, LLMSummarizer, items, concurrency, repeats)
@@ -225,7 +255,7 @@ def run(quick: bool = False) -> list[Row]:
                     baseline=ideal,
                     target=f"ratio >= {TARGET_EFFICIENCY:.2f}",
                     met=m.steady_rate / ideal >= TARGET_EFFICIENCY,
-                    note=f"{WAVES * concurrency} traces; runs {spread}",
+                    note=f"{WAVES * concurrency} traces; runs {spread}; {_contention(m)}",
                 )
             )
             rows.append(
@@ -250,66 +280,46 @@ def run(quick: bool = False) -> list[Row]:
                     met=max_in_flight <= concurrency,
                 )
             )
-        prototypes: list[tuple[str, type[LLMSummarizer]]] = [("lean client", LeanSummarizer)]
-        if _aiohttp_available():
-            prototypes.append(("lean client on aiohttp", AioHttpLeanSummarizer))
-        else:
-            rows.append(
-                row("prototype lean client on aiohttp: skipped", None, "", note="aiohttp not installed")
-            )
-        for title, cls in prototypes:
+        rows.append(_client_cpu_row(server, items, variants))
+        if not variants:
+            rows.append(row("variant SDK aiohttp transport: skipped", None, "", note="aiohttp not installed"))
+        for title, cls in variants:
             for concurrency in levels:
                 ideal = concurrency / LATENCY_S
                 runs, _ = _level(server, cls, items, concurrency, repeats)
                 m = _median_run(runs)
                 rows.append(
                     row(
-                        f"prototype {title}, c={concurrency}: steady-state summaries/s",
+                        f"variant {title}, c={concurrency}: steady-state summaries/s",
                         m.steady_rate,
                         "summaries/s",
                         baseline=ideal,
-                        note=f"end to end {m.overall_rate / ideal:.3f} of ideal; not the shipped code",
+                        note=f"not the shipped code; runs {[round(r.steady_rate / ideal, 3) for r in runs]}; "
+                        + _contention(m),
                     )
                 )
-        rows.append(_client_cpu_row(server, items))
-
-    # The test server as shipped (Nagle's algorithm on): what the harness itself adds to every call.
-    with OpenAIServerProcess(latency_s=LATENCY_S, nodelay=False) as shipped:
-        runs, _ = _level(shipped, LLMSummarizer, items, 5, 1)
-        rows.append(
-            row(
-                "c=5 against the test server as shipped (Nagle on)",
-                runs[0].steady_rate,
-                "summaries/s",
-                baseline=5 / LATENCY_S,
-                note="~40 ms delayed-ACK stall per call in openai_server.py, not in the client",
-            )
-        )
     return rows
 
 
-def _client_cpu_row(server: OpenAIServerProcess, items: list[Any]) -> Row:
-    """Client CPU per summary (process time), shipped client vs the prototype, at c=20."""
+def _client_cpu_row(
+    server: OpenAIServerProcess, items: list[Any], variants: list[tuple[str, type[LLMSummarizer]]]
+) -> Row:
+    """Client CPU per summary (process time of the bench process), shipped client, c=20."""
     settings = LLMSettings(api_key="k", base_url=server.base_url)
     per_call: dict[str, float] = {}
-    classes: list[type[LLMSummarizer]] = [LLMSummarizer, LeanSummarizer]
-    if _aiohttp_available():
-        classes.append(AioHttpLeanSummarizer)
-    for cls in classes:
+    for title, cls in [("shipped", LLMSummarizer), *variants]:
         samples = []
-        for _ in range(2):
+        for _ in range(3):
             started = time.process_time()
             asyncio.run(_measure(cls, settings, items[:100], 20))
             samples.append((time.process_time() - started) / 100 * 1000)
-        per_call[cls.__name__] = statistics.median(samples)
-    aiohttp = per_call.get("AioHttpLeanSummarizer")
+        per_call[title] = statistics.median(samples)
+    others = "".join(f"; {title} {value:.2f} ms" for title, value in per_call.items() if title != "shipped")
     return row(
-        "client CPU per summary: prototype lean client vs shipped",
-        per_call["LeanSummarizer"],
+        "client CPU per summary (shipped client)",
+        per_call["shipped"],
         "ms",
-        baseline=per_call["LLMSummarizer"],
-        note="process time of the bench process / summaries, c=20"
-        + (f"; lean client on aiohttp {aiohttp:.2f} ms" if aiohttp else ""),
+        note="process time of the bench process / summaries, c=20, median of 3" + others,
     )
 
 

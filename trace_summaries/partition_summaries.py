@@ -154,7 +154,15 @@ async def summarize_partition(
 def summarize_partition_sync(
     sample: TeamHourSample, summarizer: Summarizer, **kwargs: Any
 ) -> PartitionSummaries:
-    return asyncio.run(summarize_partition(sample, summarizer, **kwargs))
+    """One event loop per partition; the summarizer's connections of that loop are closed with it."""
+
+    async def run() -> PartitionSummaries:
+        try:
+            return await summarize_partition(sample, summarizer, **kwargs)
+        finally:
+            await summarizer.aclose()
+
+    return asyncio.run(run())
 
 
 def _skip_reason(trace: SampledTrace) -> str | None:

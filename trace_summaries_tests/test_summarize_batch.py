@@ -111,6 +111,9 @@ class _BrokenOnSecondTrace:
             raise KeyError("boom")
         return await HeuristicSummarizer().summarize(trace_text, events, mode)
 
+    async def aclose(self) -> None:
+        pass
+
 
 def test_a_summarizer_that_raises_fails_only_its_trace() -> None:
     results = asyncio.run(summarize_many(_BrokenOnSecondTrace(), items(3), "minimal"))

@@ -7,6 +7,7 @@ import json
 import socket
 from typing import Any
 
+import openai
 import pytest
 
 from trace_summaries.summarize import (
@@ -18,8 +19,10 @@ from trace_summaries.summarize import (
     SummaryMode,
     TraceSummaryResult,
     estimate_cost_usd,
+    response_format,
 )
-from trace_summaries.summarize.prompts import system_prompt
+from trace_summaries.summarize.prompts import chat_messages, system_prompt
+from trace_summaries.summarize.steps import trace_name
 from trace_summaries_tests.support.fixtures_llm import (
     TEST_API_KEY,
     checkout_events,
@@ -57,6 +60,39 @@ def test_a_trace_is_summarized_with_strict_structured_output(
     assert checkout_text().text in request.message_text("user")
     assert "Order status assistant" in request.message_text("user")
     assert request.headers["authorization"] == f"Bearer {TEST_API_KEY}"
+
+
+def test_the_request_is_the_one_the_sdk_create_call_sends(
+    llm_server: OpenAICompatibleServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summarizer posts a prebuilt body rather than calling ``chat.completions.create``, whose per-call
+    walk of the arguments cost CPU; the endpoint must not be able to tell the difference, headers included.
+    An admin key in the environment must not replace the API key."""
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-not-for-completions")
+    settings = fast_settings(llm_server)
+    messages = chat_messages(checkout_text().text, trace_name(checkout_events()), "detailed")
+
+    async def summarizer_then_sdk() -> None:
+        async with LLMSummarizer(settings) as summarizer:
+            result = await summarizer.summarize(checkout_text(), checkout_events(), "detailed")
+            assert result.status == "generated", result.error
+        async with openai.AsyncOpenAI(
+            api_key=settings.api_key, base_url=settings.base_url, timeout=settings.timeout_s, max_retries=0
+        ) as client:
+            await client.chat.completions.create(
+                model=settings.model,
+                messages=messages,  # type: ignore[arg-type]
+                response_format=response_format(),  # type: ignore[arg-type]
+            )
+
+    asyncio.run(summarizer_then_sdk())
+    ours, sdk = llm_server.chat_requests()
+    assert ours.path == sdk.path == "/v1/chat/completions"
+    assert ours.body == sdk.body
+    assert list(ours.body) == ["model", "messages", "response_format"]
+    assert ours.body["response_format"]["json_schema"]["strict"] is True
+    assert ours.headers == sdk.headers
+    assert ours.headers["authorization"] == f"Bearer {TEST_API_KEY}"
 
 
 def test_line_refs_are_normalised_and_point_at_existing_lines(llm_server: OpenAICompatibleServer) -> None:

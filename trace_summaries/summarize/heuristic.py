@@ -40,6 +40,9 @@ class HeuristicSummarizer:
     provider: Provider = "heuristic"
     model: str = HEURISTIC_MODEL
 
+    async def aclose(self) -> None:
+        """Nothing to release: no connections."""
+
     async def summarize(
         self, trace_text: TraceText, events: Sequence[Any], mode: SummaryMode
     ) -> TraceSummaryResult:

@@ -28,6 +28,9 @@ class Summarizer(Protocol):
         self, trace_text: TraceText, events: Sequence[Any], mode: SummaryMode
     ) -> TraceSummaryResult: ...
 
+    async def aclose(self) -> None:
+        """Releases what the summarizer holds for the running event loop (pooled connections)."""
+
 
 def select_provider(settings: LLMSettings) -> Provider:
     """``openai`` as soon as an endpoint is configured (a key, or a base URL for a local server)."""

@@ -430,7 +430,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    # Without this the response body waits ~40 ms for Nagle's algorithm: latency the real API does not add.
+    # Answers go out in one write (``_send_json``), so Nagle's algorithm has nothing to hold back; TCP_NODELAY
+    # keeps it that way for any write added later (a split write would wait ~40 ms for a delayed ACK).
     disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     # Idle keep-alive connections release their thread after this long.
@@ -515,8 +516,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(record, *self._embeddings(body))
 
     def _next_fault(self, endpoint: str, body: Any) -> Fault | None:
-        text = json.dumps(body, ensure_ascii=False) if body is not None else ""
         state = self.server.state
+        with state.lock:
+            has_rules = bool(state.rules[endpoint])
+        # Re-encoding the whole request (the prompt) is only needed to match a rule's marker.
+        text = json.dumps(body, ensure_ascii=False) if has_rules and body is not None else ""
         with state.lock:
             for rule in state.rules[endpoint]:
                 if rule.faults and rule.contains in text:
@@ -604,15 +608,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, _error_payload(message, kind, code))
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        """Send the status line, the headers and the body in one write, as production servers do.
+
+        ``send_response`` plus ``end_headers`` write the head and then the body: two segments per answer for
+        the client to read, and with Nagle's algorithm on, a body held back ~40 ms for the client's delayed
+        ACK of the head.
+        """
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        reason = self.responses[status][0] if status in self.responses else ""
+        head = [
+            f"{self.protocol_version} {status} {reason}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(data)}",
+            *(f"{key}: {value}" for key, value in (headers or {}).items()),
+        ]
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
+            self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (its timeout fired during a slow answer): nothing left to tell it.
