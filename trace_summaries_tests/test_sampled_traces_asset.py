@@ -12,8 +12,8 @@ from pydantic_core import PydanticSerializationError
 from trace_summaries.defs.io_managers import SampleIOManager, partition_object_name
 from trace_summaries.defs.partitions import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource
-from trace_summaries.defs.sampled_traces import sampled_traces
-from trace_summaries.sampling import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
+from trace_summaries.defs.sampled_traces import SampledTracesConfig, sampled_traces
+from trace_summaries.sampling import SampledTrace, SamplingConfig, SamplingStats, TeamHourSample, TraceEvent
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.events import ai_event
 
@@ -149,3 +149,8 @@ def test_the_sample_io_manager_streams_objects_and_never_leaves_a_partial_one(tm
         io_manager.handle_output(dg.build_output_context(**where), {key: broken})
     assert io_manager.load_input(dg.build_input_context(**where)) == {key: sample}
     assert [path.name for path in stored.parent.iterdir()] == [stored.name]
+
+
+def test_every_sampling_setting_is_run_configuration_with_the_same_default() -> None:
+    # A setting added to SamplingConfig must also be settable from the launchpad, defaulting the same.
+    assert SampledTracesConfig().model_dump() == SamplingConfig().model_dump()

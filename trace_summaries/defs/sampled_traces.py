@@ -22,6 +22,7 @@ class SampledTracesConfig(dg.Config):
     max_trace_events: int = _DEFAULTS.max_trace_events
     max_trace_properties_chars: int = _DEFAULTS.max_trace_properties_chars
     trace_margin_minutes: int = _DEFAULTS.trace_margin_minutes
+    fetch_chunk_properties_chars: int = _DEFAULTS.fetch_chunk_properties_chars
 
 
 @dg.asset(
