@@ -20,11 +20,14 @@ from typing import Any
 
 import pytest
 
-from trace_summaries.sampling import AI_EVENT_TYPES
 from trace_summaries.seed import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.dagster_stack import Stack, dagster_stack
-from trace_summaries_tests.support.expected_traces import EXPECTED_TRACES_SQL
+from trace_summaries_tests.support.expected_traces import (
+    expected_traces,
+    summary_count_and_distinct,
+    summary_rows,
+)
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 HOURS = [DAY + timedelta(hours=i) for i in range(24)]
@@ -35,15 +38,8 @@ GROUP = "trace_summaries"
 
 ASSETS_QUERY = "{ assetNodes { assetKey { path } groupName } }"
 
+
 # A summary event is stamped with its window's end; its partition's hour starts one hour earlier.
-SUMMARY_EVENTS_SQL = """
-SELECT toString(uuid), team_id, timestamp - INTERVAL 1 HOUR,
-       JSONExtractString(properties, '$ai_trace_id')
-FROM events
-WHERE event = '$ai_trace_summary' AND team_id IN {teams:Array(Int64)}
-"""
-
-
 def hour_key(hour: datetime) -> str:
     return hour.strftime("%Y-%m-%d-%H:00")
 
@@ -94,38 +90,6 @@ def assert_completed_one_run_per_team(backfill: dict[str, Any], assets: list[dic
     assert ranges == [(f"{hour_key(HOURS[0])}|{t}", f"{hour_key(HOURS[-1])}|{t}") for t in TEAMS], ranges
 
 
-def expected_traces(store: TraceStore) -> set[tuple[int, datetime, str]]:
-    with store.session() as client:
-        rows = client.query(
-            EXPECTED_TRACES_SQL,
-            parameters={
-                "teams": [int(t) for t in TEAMS],
-                "event_types": list(AI_EVENT_TYPES),
-                "start": HOURS[0],
-                "end": HOURS[-1] + timedelta(hours=1),
-            },
-        ).result_rows
-    return {(int(team), _utc(hour), str(trace)) for team, hour, trace in rows}
-
-
-def summary_events(store: TraceStore) -> list[tuple[str, int, datetime, str]]:
-    with store.session() as client:
-        rows = client.query(SUMMARY_EVENTS_SQL, parameters={"teams": [int(t) for t in TEAMS]}).result_rows
-    return [(str(uuid), int(team), _utc(hour), str(trace)) for uuid, team, hour, trace in rows]
-
-
-def duplicate_uuid_check(store: TraceStore) -> tuple[int, int]:
-    with store.session() as client:
-        ((total, distinct),) = client.query(
-            "SELECT count(), uniqExact(uuid) FROM events WHERE event = '$ai_trace_summary'"
-        ).result_rows
-    return int(total), int(distinct)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 @pytest.mark.slow
 def test_ui_backfill_of_24_hours_x_3_teams_writes_every_partition_once_and_is_idempotent(
     tmp_path: Path,
@@ -133,7 +97,7 @@ def test_ui_backfill_of_24_hours_x_3_teams_writes_every_partition_once_and_is_id
     store = TraceStore(f"chdb://{tmp_path / 'data' / 'clickhouse'}")
     store.ensure_schema()
     seed_store(store, [int(t) for t in TEAMS], HOURS, TRACES_PER_HOUR, progress=False, oversized_fraction=0.0)
-    expected = expected_traces(store)
+    expected = expected_traces(store, [int(t) for t in TEAMS], HOURS[0], HOURS[-1] + timedelta(hours=1))
     # Every (hour, team) has traces to summarize, so "each partition has its events" is a real check.
     assert {(team, hour) for team, hour, _ in expected} == {(int(t), h) for t in TEAMS for h in HOURS}
 
@@ -145,16 +109,16 @@ def test_ui_backfill_of_24_hours_x_3_teams_writes_every_partition_once_and_is_id
 
         first = backfill_like_the_ui(stack, assets)
         assert_completed_one_run_per_team(first, assets)
-        events = summary_events(store)
+        events = summary_rows(store, [int(t) for t in TEAMS])
         assert Counter((team, hour) for _, team, hour, _ in events) == Counter(
             (team, hour) for team, hour, _ in expected
         )
         assert {(team, hour, trace) for _, team, hour, trace in events} == expected
-        assert duplicate_uuid_check(store) == (len(expected), len(expected))
+        assert summary_count_and_distinct(store) == (len(expected), len(expected))
 
         second = backfill_like_the_ui(stack, assets)
         assert_completed_one_run_per_team(second, assets)
         assert {run["runId"] for run in second["runs"]}.isdisjoint(run["runId"] for run in first["runs"])
-        again = summary_events(store)
+        again = summary_rows(store, [int(t) for t in TEAMS])
         assert sorted(again) == sorted(events)  # same uuids, same partitions, same traces
-        assert duplicate_uuid_check(store) == (len(expected), len(expected))
+        assert summary_count_and_distinct(store) == (len(expected), len(expected))

@@ -33,7 +33,7 @@ def settle_partition_failures(
         raise dg.Failure(description=f"every partition of the step failed. {summary}")
     previous = (context.run.tags.get(FAILED_PARTITIONS_TAG) or "").split(",")
     failed = sorted({*filter(None, previous), *failures})
-    context.instance.add_run_tags(context.run_id, {FAILED_PARTITIONS_TAG: ",".join(failed)})
+    context.instance.add_run_tags(context.run.run_id, {FAILED_PARTITIONS_TAG: ",".join(failed)})
     for key, reason in failures.items() if report_check else ():
         context.log_event(
             dg.AssetCheckEvaluation(  # type: ignore[arg-type]  # log_event accepts check evaluations

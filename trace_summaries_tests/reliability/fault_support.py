@@ -40,14 +40,13 @@ from trace_summaries.embeddings.embedder import OpenAIEmbedder
 from trace_summaries.embeddings.kafka_config import KAFKA_TOPIC_EMBEDDING_REQUESTS
 from trace_summaries.embeddings.request import document_type_for_mode
 from trace_summaries.embeddings.worker import EmbeddingWorker
-from trace_summaries.sampling import AI_EVENT_TYPES
 from trace_summaries.seed import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries.summary_events import batch_run_id, summary_event_uuid
 from trace_summaries_tests.reliability import ledger
 from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
 from trace_summaries_tests.support.dagster_cli import PROJECT, materialize_command
-from trace_summaries_tests.support.expected_traces import EXPECTED_TRACES_SQL
+from trace_summaries_tests.support.expected_traces import expected_traces, summary_rows
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
 from trace_summaries_tests.support.kafka_broker import KafkaBroker
 from trace_summaries_tests.support.kafka_topics import read_topic
@@ -141,13 +140,6 @@ def fault_cleared(front: ClickHouseHTTPServer) -> Iterator[ClickHouseHTTPServer]
 
 
 # A summary event is stamped with its window's end.
-_SUMMARY_EVENTS_SQL = """
-SELECT toString(uuid), team_id, timestamp - INTERVAL 1 HOUR, JSONExtractString(properties, '$ai_trace_id')
-FROM events
-WHERE event = '$ai_trace_summary' AND team_id IN {teams:Array(Int64)}
-"""
-
-
 @dataclass(frozen=True)
 class Expected:
     """The summaries a set of (team, hour) partitions must end up with: uuid -> (team, hour, trace)."""
@@ -185,31 +177,13 @@ def seed(
 
 
 def expected_summaries(store: TraceStore, teams: Sequence[int], hours: Sequence[datetime]) -> Expected:
-    with store.session() as client:
-        rows = client.query(
-            EXPECTED_TRACES_SQL,
-            parameters={
-                "teams": list(teams),
-                "event_types": list(AI_EVENT_TYPES),
-                "start": min(hours),
-                "end": max(hours) + timedelta(hours=1),
-            },
-        ).result_rows
-    by_uuid: dict[str, tuple[int, datetime, str]] = {}
-    for team, hour, trace in rows:
-        hour = _utc(hour)
-        by_uuid[summary_event_uuid(int(team), str(trace), MODE, batch_run_id(int(team), hour))] = (
-            int(team),
-            hour,
-            str(trace),
-        )
-    return Expected(by_uuid)
-
-
-def summary_rows(store: TraceStore, teams: Iterable[int]) -> list[tuple[str, int, datetime, str]]:
-    with store.session() as client:
-        rows = client.query(_SUMMARY_EVENTS_SQL, parameters={"teams": list(teams)}).result_rows
-    return [(str(u), int(team), _utc(hour), str(trace)) for u, team, hour, trace in rows]
+    traces = expected_traces(store, teams, min(hours), max(hours) + timedelta(hours=1))
+    return Expected(
+        {
+            summary_event_uuid(team, trace, MODE, batch_run_id(team, hour)): (team, hour, trace)
+            for team, hour, trace in traces
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -236,19 +210,6 @@ def tally(store: TraceStore, expected: Expected) -> Tally:
         duplicates=sum(count - 1 for count in counts.values()),
         unexpected=len(set(counts) - expected.uuids),
     )
-
-
-def summary_count_and_distinct(store: TraceStore) -> tuple[int, int]:
-    """``count()`` and ``uniqExact(uuid)`` of every summary event in the store."""
-    with store.session() as client:
-        ((total, distinct),) = client.query(
-            "SELECT count(), uniqExact(uuid) FROM events WHERE event = '$ai_trace_summary'"
-        ).result_rows
-    return int(total), int(distinct)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -44,11 +44,11 @@ from trace_summaries_tests.reliability.fault_support import (
     record_outcome,
     seed,
     step_failure_messages,
-    summary_count_and_distinct,
     summary_rows,
     tally,
 )
 from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer
+from trace_summaries_tests.support.expected_traces import summary_count_and_distinct
 from trace_summaries_tests.support.ports import wait_until
 
 TEAM = 31

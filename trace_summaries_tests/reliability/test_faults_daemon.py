@@ -30,7 +30,6 @@ from trace_summaries_tests.reliability.fault_support import (
     hour_key,
     record_outcome,
     seed,
-    summary_count_and_distinct,
     tally,
 )
 from trace_summaries_tests.support.dagster_stack import (
@@ -41,6 +40,7 @@ from trace_summaries_tests.support.dagster_stack import (
     Stack,
     dagster_stack,
 )
+from trace_summaries_tests.support.expected_traces import summary_count_and_distinct
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
 from trace_summaries_tests.support.openai_server import openai_server
 from trace_summaries_tests.support.ports import wait_until

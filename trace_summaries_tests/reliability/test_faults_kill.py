@@ -57,12 +57,12 @@ from trace_summaries_tests.reliability.fault_support import (
     run_status,
     seed,
     step_failure_messages,
-    summary_count_and_distinct,
     summary_rows,
     tally,
     topic_keys,
 )
 from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer
+from trace_summaries_tests.support.expected_traces import summary_count_and_distinct
 from trace_summaries_tests.support.kafka_broker import KafkaBroker, running_kafka_broker
 from trace_summaries_tests.support.openai_server import OpenAICompatibleServer
 from trace_summaries_tests.support.ports import wait_until

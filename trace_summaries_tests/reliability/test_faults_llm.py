@@ -27,9 +27,9 @@ from trace_summaries_tests.reliability.fault_support import (
     record_outcome,
     seed,
     step_failure_messages,
-    summary_count_and_distinct,
     tally,
 )
+from trace_summaries_tests.support.expected_traces import summary_count_and_distinct
 from trace_summaries_tests.support.openai_server import Fault, OpenAICompatibleServer, RecordedRequest
 
 TEAM = 21
