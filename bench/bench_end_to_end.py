@@ -73,7 +73,7 @@ PRODUCER_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-class PrototypeProducer(EmbeddingRequestProducer):
+class VariantProducer(EmbeddingRequestProducer):
     def __init__(self, kafka_config: dict[str, Any], topic: str, overrides: dict[str, Any]) -> None:
         super().__init__(kafka_config, topic, flush_timeout_s=30)
         self._config.update(overrides)
@@ -232,7 +232,7 @@ def kafka_variants(
     seconds: dict[str, float] = {}
     for name, overrides in PRODUCER_VARIANTS.items():
         started = time.perf_counter()
-        with PrototypeProducer(kafka_config, TOPIC, overrides) as producer:
+        with VariantProducer(kafka_config, TOPIC, overrides) as producer:
             report = producer.send(requests)
         seconds[name] = time.perf_counter() - started
         if report.succeeded != len(requests):

@@ -33,7 +33,6 @@ from _common import FULL_STORE, QUICK_STORE, START, Row, median, print_rows, row
 
 from trace_summaries import sampling
 from trace_summaries.sampling import (
-    AI_EVENT_TYPES,
     GUARD_EXCLUSIONS,
     SampledTrace,
     SamplingConfig,
@@ -43,6 +42,7 @@ from trace_summaries.sampling import (
     _select_traces,
     as_utc,
     decode_properties,
+    query_scope,
     sample_team_hour,
 )
 from trace_summaries.store import TraceStore
@@ -66,13 +66,7 @@ def sample_per_trace(
     client: Any, team_id: int, window_start: datetime, window_end: datetime, config: SamplingConfig
 ) -> TeamHourSample:
     """The baseline: the same selection query as ours, then 1 query per selected trace."""
-    margin = timedelta(minutes=config.trace_margin_minutes)
-    scope: dict[str, Any] = {
-        "team_id": team_id,
-        "event_types": list(AI_EVENT_TYPES),
-        "scan_start": window_start - margin,
-        "scan_end": window_end + margin,
-    }
+    scope = query_scope(team_id, window_start, window_end, config)
     stats = SamplingStats(traces_excluded=dict.fromkeys(GUARD_EXCLUSIONS, 0))
     selected: list[SampledTrace] = _select_traces(client, scope, window_start, window_end, config, stats)
     for trace in selected:

@@ -237,6 +237,20 @@ def decode_properties(raw: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def query_scope(
+    team_id: int, window_start: datetime, window_end: datetime, config: SamplingConfig
+) -> dict[str, Any]:
+    """The parameters every sampling query shares: the team, the AI event types, and the window widened by
+    the trace margin (a trace's later events may fall after the hour)."""
+    margin = timedelta(minutes=config.trace_margin_minutes)
+    return {
+        "team_id": team_id,
+        "event_types": list(AI_EVENT_TYPES),
+        "scan_start": window_start - margin,
+        "scan_end": window_end + margin,
+    }
+
+
 def sample_team_hour(
     client: Client,
     team_id: int,
@@ -248,13 +262,7 @@ def sample_team_hour(
     window_start, window_end = as_utc(window_start), as_utc(window_end)
     if window_end <= window_start:
         raise ValueError(f"empty sampling window [{window_start}, {window_end})")
-    margin = timedelta(minutes=config.trace_margin_minutes)
-    scope: dict[str, Any] = {
-        "team_id": team_id,
-        "event_types": list(AI_EVENT_TYPES),
-        "scan_start": window_start - margin,
-        "scan_end": window_end + margin,
-    }
+    scope = query_scope(team_id, window_start, window_end, config)
     stats = SamplingStats(traces_excluded=dict.fromkeys(GUARD_EXCLUSIONS, 0))
 
     started = time.perf_counter()

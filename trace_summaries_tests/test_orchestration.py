@@ -10,13 +10,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from trace_summaries.defs.checks import partition_summarized
 from trace_summaries.defs.hourly_report import hourly_report
-from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
-from trace_summaries.defs.jobs import trace_summaries_job
 from trace_summaries.defs.partition_failures import CHECK_NAME, FAILED_PARTITIONS_TAG
 from trace_summaries.defs.partitions import TEAMS
-from trace_summaries.defs.resources import ClickHouseResource, LLMResource
+from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.schedules import hourly_trace_summaries_schedule
 from trace_summaries.defs.sensors import RETRY_ATTEMPT_TAG, failed_partitions_sensor, team_partitions_sensor
@@ -25,6 +22,7 @@ from trace_summaries.run_plan import PlannedRun, plan_hourly_runs
 from trace_summaries.seed import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.events import ai_event
+from trace_summaries_tests.support.pipeline_defs import pipeline_definitions
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 HOUR_KEY = "2026-11-20-09:00"
@@ -122,21 +120,6 @@ def test_shards_never_span_a_team_that_is_not_scheduled() -> None:
     assert plan == [PlannedRun(HOUR_KEY, ("1", "2")), PlannedRun(HOUR_KEY, ("4", "5"))]
 
 
-def pipeline(store: TraceStore, tmp_path: Path) -> dg.Definitions:
-    clickhouse = ClickHouseResource(dsn=store.dsn)
-    return dg.Definitions(
-        assets=[sampled_traces, trace_summaries],
-        asset_checks=[partition_summarized],
-        jobs=[trace_summaries_job],
-        resources={
-            "clickhouse": clickhouse,
-            "llm": LLMResource(),
-            "sample_io_manager": SampleIOManager(base_dir=str(tmp_path / "intermediate")),
-            "summary_events_io_manager": SummaryEventsIOManager(clickhouse=clickhouse),
-        },
-    )
-
-
 def summarized_teams(store: TraceStore) -> dict[int, int]:
     with store.session() as client:
         rows = client.query(
@@ -151,7 +134,7 @@ def test_a_ranged_run_with_a_failing_team_writes_the_others_and_the_sensor_retri
 ) -> None:
     seed_store(store, [3, 5], [HOUR], 4, progress=False, oversized_fraction=0.0)
     instance.add_dynamic_partitions(TEAMS.name, ["3", "bad-team", "5"])
-    job = pipeline(store, tmp_path).resolve_job_def("trace_summaries_job")
+    job = pipeline_definitions(store, tmp_path).resolve_job_def("trace_summaries_job")
 
     ranged: Any = job.execute_in_process(
         instance=instance,
@@ -191,7 +174,7 @@ def test_the_hourly_report_counts_teams_traces_and_summaries_and_names_failed_te
 ) -> None:
     seed_store(store, [3, 5], [HOUR], 4, progress=False, oversized_fraction=0.0)
     instance.add_dynamic_partitions(TEAMS.name, ["3", "5", "7"])
-    defs = pipeline(store, tmp_path)
+    defs = pipeline_definitions(store, tmp_path)
     for team in ("3", "5"):
         run = defs.resolve_job_def("trace_summaries_job").execute_in_process(
             instance=instance, partition_key=f"{HOUR_KEY}|{team}"

@@ -140,8 +140,9 @@ class TraceStore:
         """
         if self.embedded_dir is None:
             outer = _http_clients.open.get(self.dsn)
-            client = outer if outer is not None else self._open(self.dsn)
-            _http_clients.open[self.dsn] = client
+            if outer is None:
+                _http_clients.open[self.dsn] = self._open(self.dsn)
+            client = _http_clients.open[self.dsn]
             try:
                 yield client
             except ClickHouseError as exc:

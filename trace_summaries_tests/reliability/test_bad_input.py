@@ -25,13 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trace_summaries.defs.checks import partition_summarized
-from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
-from trace_summaries.defs.jobs import trace_summaries_job
 from trace_summaries.defs.partitions import TEAMS, team_hour
-from trace_summaries.defs.resources import ClickHouseResource, LLMResource
-from trace_summaries.defs.sampled_traces import sampled_traces
-from trace_summaries.defs.trace_summaries import trace_summaries
+from trace_summaries.defs.resources import LLMResource
 from trace_summaries.partition_summaries import (
     ORIGINAL_RENDERING,
     PIPELINE_RENDERING,
@@ -56,6 +51,7 @@ from trace_summaries_tests.reliability.ledger import record
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
 from trace_summaries_tests.support.openai_server import Fault, OpenAICompatibleServer
+from trace_summaries_tests.support.pipeline_defs import pipeline_definitions
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 END = HOUR + timedelta(hours=1)
@@ -770,21 +766,6 @@ def kitchen_sink(team: int) -> list[EventRow]:
     ]
 
 
-def pipeline(store: TraceStore, tmp_path: Path, llm: LLMResource) -> dg.Definitions:
-    clickhouse = ClickHouseResource(dsn=store.dsn)
-    return dg.Definitions(
-        assets=[sampled_traces, trace_summaries],
-        asset_checks=[partition_summarized],
-        jobs=[trace_summaries_job],
-        resources={
-            "clickhouse": clickhouse,
-            "llm": llm,
-            "sample_io_manager": SampleIOManager(base_dir=str(tmp_path / "intermediate")),
-            "summary_events_io_manager": SummaryEventsIOManager(clickhouse=clickhouse),
-        },
-    )
-
-
 # The offline summarizer on embedded chDB, the LLM endpoint over ClickHouse's HTTP interface.
 @pytest.mark.parametrize(
     ("store", "provider"), [("chdb", "heuristic"), ("http", "openai")], indirect=["store"]
@@ -808,7 +789,7 @@ def test_the_dagster_pipeline_survives_every_bad_input_in_one_partition(
     )
 
     result = (
-        pipeline(store, tmp_path, llm)
+        pipeline_definitions(store, tmp_path, llm)
         .resolve_job_def("trace_summaries_job")
         .execute_in_process(instance=instance, partition_key=f"{HOUR_KEY}|{team}", raise_on_error=False)
     )
@@ -853,7 +834,7 @@ def ranged_run_with_bad_keys(
     seed_store(store, [3, 5], [HOUR], 2, progress=False, oversized_fraction=0.0)
     instance.add_dynamic_partitions(TEAMS.name, ["3", *bad_keys, "5"])
     result = (
-        pipeline(store, tmp_path, LLMResource())
+        pipeline_definitions(store, tmp_path, LLMResource())
         .resolve_job_def("trace_summaries_job")
         .execute_in_process(
             instance=instance,
