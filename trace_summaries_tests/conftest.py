@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 import uuid
@@ -18,6 +19,7 @@ os.environ.setdefault(
 
 import dagster as dg
 import pytest
+from dagster._core.storage.defs_state.base import DefsStateStorage
 
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
@@ -49,6 +51,20 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> TraceStore:
         trace_store = TraceStore(server.dsn.removesuffix("/default") + f"/{database}")
     trace_store.ensure_schema()
     return trace_store
+
+
+@pytest.fixture(autouse=True)
+def no_dagster_instance_left_current() -> Iterator[None]:
+    """A Dagster instance entered and never exited stays current for Dagster after its test.
+
+    Definitions built later then load through it, and fail at random once it is garbage collected
+    ("Attempted to resolve undefined DagsterInstance weakref"). Catch the test that leaks it, not the
+    test that happens to run when the collector does: contexts built with ``dg.build_*_context`` must be
+    closed (``with``) before the instance that made them.
+    """
+    yield
+    gc.collect()  # an abandoned context's generator restores its stale instance when it is collected
+    assert DefsStateStorage.get() is None, "a Dagster instance entered in this test was never exited"
 
 
 @pytest.fixture

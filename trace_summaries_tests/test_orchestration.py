@@ -47,13 +47,15 @@ def test_team_sensor_adds_configured_and_discovered_teams_and_retires_without_de
 
     monkeypatch.setenv("TRACE_SUMMARIES_ALLOWED_TEAM_IDS", "1,2")
     monkeypatch.setenv("TRACE_SUMMARIES_DISCOVER_TEAMS", "1")
-    first = team_partitions_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        first = team_partitions_sensor(context)
     apply(instance, first)
     assert instance.get_dynamic_partitions(TEAMS.name) == ["1", "2", "9"]
 
     monkeypatch.setenv("TRACE_SUMMARIES_ALLOWED_TEAM_IDS", "2,3")
     monkeypatch.setenv("TRACE_SUMMARIES_DISCOVER_TEAMS", "0")
-    second = team_partitions_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        second = team_partitions_sensor(context)
     apply(instance, second)
     # Team 1 and 9 left the set: kept as partitions (history, manual runs), no longer scheduled.
     assert instance.get_dynamic_partitions(TEAMS.name) == ["1", "2", "9", "3"]
@@ -63,12 +65,13 @@ def test_team_sensor_adds_configured_and_discovered_teams_and_retires_without_de
 
 
 def tick(instance: dg.DagsterInstance, store: TraceStore) -> list[dg.RunRequest]:
-    context = dg.build_schedule_context(
+    # Closed here, in order: an open context keeps its instance current for Dagster after the test.
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=TICK,
         resources={"clickhouse": ClickHouseResource(dsn=store.dsn)},
-    )
-    result = hourly_trace_summaries_schedule(context)
+    ) as context:
+        result = hourly_trace_summaries_schedule(context)
     assert isinstance(result, list)
     return result
 
@@ -160,12 +163,14 @@ def test_a_ranged_run_with_a_failing_team_writes_the_others_and_the_sensor_retri
     range_check = by_partition[(CHECK_NAME, None)]
     assert range_check.passed is False and range_check.severity == dg.AssetCheckSeverity.WARN
 
-    sensor_result = failed_partitions_sensor(dg.build_sensor_context(instance=instance))
+    with dg.build_sensor_context(instance=instance) as context:
+        sensor_result = failed_partitions_sensor(context)
     assert [(r.partition_key, r.tags[RETRY_ATTEMPT_TAG]) for r in sensor_result.run_requests] == [
         (f"{HOUR_KEY}|bad-team", "1")
     ]
     # Evaluated again from its cursor, the sensor does not request it twice.
-    again = failed_partitions_sensor(dg.build_sensor_context(instance=instance, cursor=sensor_result.cursor))
+    with dg.build_sensor_context(instance=instance, cursor=sensor_result.cursor) as context:
+        again = failed_partitions_sensor(context)
     assert again.run_requests == []
 
 
