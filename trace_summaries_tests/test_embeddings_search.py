@@ -88,8 +88,17 @@ def store_directly(store: TraceStore, embedder: OpenAIEmbedder, requests: Sequen
     insert_embeddings(
         store,
         [
-            EmbeddingRow(r.team_id, r.product, r.document_type, model.name, r.rendering, r.document_id,
-                         r.timestamp, r.content, vector)
+            EmbeddingRow(
+                r.team_id,
+                r.product,
+                r.document_type,
+                model.name,
+                r.rendering,
+                r.document_id,
+                r.timestamp,
+                r.content,
+                vector,
+            )
             for r, vector in zip(requests, vectors, strict=True)
         ],
     )
@@ -109,8 +118,14 @@ def test_search_finds_the_nearest_summary_after_the_kafka_round_trip(
         with EmbeddingRequestProducer(broker.client_config(), TOPIC, flush_timeout_s=10) as producer:
             assert producer.send(requests).succeeded == 3
         worker = EmbeddingWorker(
-            broker.client_config(), TOPIC, "search-test", store=store, embedder=embedder,
-            batch_size=3, batch_timeout_s=1, consumer_config={"session.timeout.ms": 6000},
+            broker.client_config(),
+            TOPIC,
+            "search-test",
+            store=store,
+            embedder=embedder,
+            batch_size=3,
+            batch_timeout_s=1,
+            consumer_config={"session.timeout.ms": 6000},
         )
         with worker:
             stored, deadline = 0, time.monotonic() + 45

@@ -91,9 +91,9 @@ def make_worker(
     )
 
 
-def summaries(count: int, *, models: Sequence[str] = (SMALL_MODEL,), titles: Sequence[str] = ()) -> list[
-    EmbeddingRequest
-]:
+def summaries(
+    count: int, *, models: Sequence[str] = (SMALL_MODEL,), titles: Sequence[str] = ()
+) -> list[EmbeddingRequest]:
     return [
         build_embedding_request(
             SummaryDocument(
@@ -283,7 +283,10 @@ def test_a_crash_between_store_and_commit_leaves_no_duplicate_after_restart(
     log = tmp_path / "crashing-worker.log"
     crashing = _worker_subprocess(
         [sys.executable, "-m", "trace_summaries_tests.test_embeddings_worker", "g-crash"],
-        broker, embeddings_store, server.base_url, log,
+        broker,
+        embeddings_store,
+        server.base_url,
+        log,
     )
     try:
         assert crashing.wait(timeout=90) == CRASH_EXIT_CODE, log.read_text()
@@ -311,14 +314,26 @@ def test_sigterm_stops_the_worker_cleanly_after_committing(
 ) -> None:
     log = tmp_path / "worker.log"
     command = [
-        str(Path(sys.executable).with_name("trace-summaries")), "embedding-worker", "--group-id", "g-cli",
-        "--batch-size", "2", "--batch-timeout", "0.5", "--session-timeout-ms", "6000",
+        str(Path(sys.executable).with_name("trace-summaries")),
+        "embedding-worker",
+        "--group-id",
+        "g-cli",
+        "--batch-size",
+        "2",
+        "--batch-timeout",
+        "0.5",
+        "--session-timeout-ms",
+        "6000",
     ]
     worker = _worker_subprocess(command, broker, embeddings_store, server.base_url, log)
     try:
         send(broker, summaries(2))
-        wait_until(lambda: committed_offsets(broker, "g-cli") == 2, timeout_s=60, what="worker commit",
-                   interval_s=0.25)
+        wait_until(
+            lambda: committed_offsets(broker, "g-cli") == 2,
+            timeout_s=60,
+            what="worker commit",
+            interval_s=0.25,
+        )
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0, log.read_text()
     finally:
@@ -334,7 +349,10 @@ def test_the_worker_carries_on_after_the_broker_restarts(
 ) -> None:
     send(broker, summaries(2)[:1])
     worker = make_worker(
-        broker, embeddings_store, server.base_url, "g-restart",
+        broker,
+        embeddings_store,
+        server.base_url,
+        "g-restart",
         consumer_config={**TEST_CONSUMER_CONFIG, "reconnect.backoff.max.ms": 500},
     )
     with worker:

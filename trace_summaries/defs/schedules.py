@@ -25,9 +25,7 @@ SCHEDULE_MINUTE = settings.configured_int(settings.SCHEDULE_MINUTE)
 def hourly_trace_summaries_schedule(
     context: dg.ScheduleEvaluationContext, clickhouse: ClickHouseResource
 ) -> dg.SkipReason | list[dg.RunRequest]:
-    lateness = timedelta(
-        minutes=settings.configured_int(settings.SCHEDULE_LATENESS_MINUTES)
-    )
+    lateness = timedelta(minutes=settings.configured_int(settings.SCHEDULE_LATENESS_MINUTES))
     mode = settings.choice_setting(settings.SCHEDULE_MODE, "auto", SCHEDULE_MODES)
     threshold = settings.configured_int(settings.SHARD_THRESHOLD)
     shard_size = settings.configured_int(settings.SHARD_SIZE)
