@@ -13,6 +13,11 @@ Figures per level:
 * end to end: all traces / wall time of ``summarize_many``, start-up included;
 * the most calls the *server* counted in flight at once (must not exceed ``c``).
 
+Ranged runs: the partitions of a run summarized together under one limit of ``c = 20`` calls
+(``summarize_partitions_sync``, what the asset runs), against one partition after another at ``c`` (what it
+ran before), for many small partitions and for a few large ones; wall time, and the ideal
+``ceil(traces / c) * 0.3 s``.
+
 Each run gets its own ``asyncio.run`` (a fresh HTTP connection pool, as each partition of the pipeline gets),
 after one untimed warm-up; the median of ``REPEATS`` runs is reported. The server runs in its own process
 (``_servers.py``), so its CPU is not charged to the client.
@@ -38,18 +43,26 @@ import asyncio
 import contextlib
 import gc
 import importlib.util
+import math
 import os
 import statistics
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import openai
-from _common import Row, print_rows, row, seeded_traces
+from _common import Row, print_rows, row, seeded_traces, timed
 from _servers import OpenAIServerProcess
 
+from trace_summaries.partition_summaries import (
+    PIPELINE_RENDERING,
+    summarize_partition_sync,
+    summarize_partitions_sync,
+)
+from trace_summaries.sampling import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
 from trace_summaries.summarize import LLMSettings, LLMSummarizer, summarize_many
 from trace_summaries.summarize import llm as llm_module
 from trace_summaries.text_repr import format_trace
@@ -59,6 +72,9 @@ LEVELS = (5, 20, 50)
 WAVES = 6
 REPEATS = 3
 TARGET_EFFICIENCY = 0.9
+# Ranged runs: (partitions, traces each). Small teams (most of them, most hours), and a few busy ones.
+RANGE_SHAPES = ((20, 5), (4, 30))
+RANGE_CONCURRENCY = 20
 
 _SCHEDSTAT = Path("/proc/thread-self/schedstat")
 
@@ -280,6 +296,7 @@ def run(quick: bool = False) -> list[Row]:
                     met=max_in_flight <= concurrency,
                 )
             )
+        rows += _ranged_rows(server, quick)
         rows.append(_client_cpu_row(server, items, variants))
         if not variants:
             rows.append(row("variant SDK aiohttp transport: skipped", None, "", note="aiohttp not installed"))
@@ -298,6 +315,81 @@ def run(quick: bool = False) -> list[Row]:
                         + _contention(m),
                     )
                 )
+    return rows
+
+
+def _range_samples(partitions: int, traces: int) -> dict[str, TeamHourSample]:
+    """``partitions`` team-hours of ``traces`` seeded traces each, as ``sampled_traces`` hands them over."""
+    fields = ("uuid", "event", "timestamp", "properties")
+    samples: dict[str, TeamHourSample] = {}
+    seeded = seeded_traces(partitions * traces)
+    for team in range(partitions):
+        chosen = seeded[team * traces : (team + 1) * traces]
+        sampled = [
+            SampledTrace(
+                trace_id=f"trace-{team}-{index}",
+                first_timestamp=min(event["timestamp"] for event in events),
+                event_count=len(events),
+                properties_chars=0,
+                events=[TraceEvent(**{key: event[key] for key in fields}) for event in events],
+            )
+            for index, events in enumerate(chosen)
+        ]
+        start = min(trace.first_timestamp for trace in sampled)
+        samples[f"team-{team}"] = TeamHourSample(
+            team_id=team,
+            window_start=start,
+            window_end=start + timedelta(hours=1),
+            traces=sampled,
+            stats=SamplingStats(),
+        )
+    return samples
+
+
+def _ranged_rows(server: OpenAIServerProcess, quick: bool) -> list[Row]:
+    """A ranged run's partitions under one limit of calls in flight, against one partition after another.
+
+    The baseline is what the asset did before: each partition in its own event loop at ``c`` calls, so a
+    partition of 5 traces leaves 15 of 20 slots idle, and every partition ends on its slowest call.
+    """
+    settings = LLMSettings(api_key="k", base_url=server.base_url, model="gpt-4.1-nano")
+    options: dict[str, Any] = {
+        "mode": "detailed",
+        "render": PIPELINE_RENDERING,
+        "batch_size": RANGE_CONCURRENCY,
+    }
+    rows: list[Row] = []
+    for partitions, traces in RANGE_SHAPES[:1] if quick else RANGE_SHAPES:
+        samples = _range_samples(partitions, traces)
+        server.reset_stats()
+        sequential_s, _ = timed(
+            lambda samples=samples: [
+                summarize_partition_sync(sample, LLMSummarizer(settings), **options)
+                for sample in samples.values()
+            ]
+        )
+        server.reset_stats()
+        shared_s, results = timed(
+            lambda samples=samples: summarize_partitions_sync(samples, LLMSummarizer(settings), **options)
+        )
+        stats = server.stats()
+        generated = sum(o.status == "generated" for r in results.values() for o in r.outcomes)
+        if generated != partitions * traces or stats["errors"]:
+            raise AssertionError(f"ranged run: {generated} generated, server saw {stats}")
+        ideal = math.ceil(partitions * traces / RANGE_CONCURRENCY) * LATENCY_S
+        rows.append(
+            row(
+                f"ranged run, {partitions} partitions x {traces} traces, c={RANGE_CONCURRENCY}: wall time",
+                shared_s,
+                "s",
+                baseline=sequential_s,
+                target="reported",
+                note=(
+                    f"baseline: one partition after another; ideal {ideal:.1f} s "
+                    f"({shared_s / ideal:.2f}x ideal); server max in flight {stats['max_in_flight']}"
+                ),
+            )
+        )
     return rows
 
 

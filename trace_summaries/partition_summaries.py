@@ -12,7 +12,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,7 @@ from trace_summaries.summary_events import SummaryEvent, batch_run_id, build_sum
 from trace_summaries.text_repr import RenderOptions, TraceText, format_trace
 
 TraceStatus = Literal["generated", "skipped", "failed"]
+Key = TypeVar("Key")
 
 
 class TraceOutcome(BaseModel):
@@ -104,6 +105,7 @@ async def summarize_partition(
     render: RenderOptions,
     on_progress: ProgressCallback | None = None,
     redaction: RedactionConfig | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> PartitionSummaries:
     result = PartitionSummaries(
         team_id=sample.team_id,
@@ -137,7 +139,13 @@ async def summarize_partition(
         return text, events
 
     summaries = await summarize_prepared(
-        summarizer, list(to_summarize), prepare, mode, batch_size=batch_size, on_progress=on_progress
+        summarizer,
+        list(to_summarize),
+        prepare,
+        mode,
+        batch_size=batch_size,
+        on_progress=on_progress,
+        slots=slots,
     )
     result.summaries = list(summaries.values())
     for trace in sample.traces:
@@ -151,18 +159,48 @@ async def summarize_partition(
     return result
 
 
-def summarize_partition_sync(
-    sample: TeamHourSample, summarizer: Summarizer, **kwargs: Any
-) -> PartitionSummaries:
-    """One event loop per partition; the summarizer's connections of that loop are closed with it."""
+def summarize_partitions_sync(
+    samples: Mapping[Key, TeamHourSample],
+    summarizer: Summarizer,
+    *,
+    batch_size: int,
+    on_progress: Callable[[Key], ProgressCallback | None] | None = None,
+    **kwargs: Any,
+) -> dict[Key, PartitionSummaries]:
+    """Every partition of a run in one event loop, under one limit of ``batch_size`` calls in flight.
 
-    async def run() -> PartitionSummaries:
+    One partition after another, each would end waiting on its slowest call with the other slots idle, and
+    a range of small partitions (most teams, most hours) would never fill the limit at all. The limit is the
+    step's, whatever its number of partitions, so the ``llm`` pool still bounds the calls of a deployment.
+    The summarizer's connections belong to this loop and are closed with it.
+    """
+
+    async def run() -> list[PartitionSummaries]:
+        slots = asyncio.Semaphore(batch_size)
         try:
-            return await summarize_partition(sample, summarizer, **kwargs)
+            return await asyncio.gather(
+                *(
+                    summarize_partition(
+                        sample,
+                        summarizer,
+                        batch_size=batch_size,
+                        slots=slots,
+                        on_progress=on_progress(key) if on_progress is not None else None,
+                        **kwargs,
+                    )
+                    for key, sample in samples.items()
+                )
+            )
         finally:
             await summarizer.aclose()
 
-    return asyncio.run(run())
+    return dict(zip(samples, asyncio.run(run()), strict=True))
+
+
+def summarize_partition_sync(
+    sample: TeamHourSample, summarizer: Summarizer, *, batch_size: int, **kwargs: Any
+) -> PartitionSummaries:
+    return summarize_partitions_sync({0: sample}, summarizer, batch_size=batch_size, **kwargs)[0]
 
 
 def _skip_reason(trace: SampledTrace) -> str | None:

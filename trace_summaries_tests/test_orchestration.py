@@ -22,6 +22,7 @@ from trace_summaries.run_plan import PlannedRun, plan_hourly_runs
 from trace_summaries.seed import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.events import ai_event
+from trace_summaries_tests.support.expected_traces import summaries_by_team
 from trace_summaries_tests.support.pipeline_defs import pipeline_definitions
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
@@ -123,15 +124,6 @@ def test_shards_never_span_a_team_that_is_not_scheduled() -> None:
     assert plan == [PlannedRun(HOUR_KEY, ("1", "2")), PlannedRun(HOUR_KEY, ("4", "5"))]
 
 
-def summarized_teams(store: TraceStore) -> dict[int, int]:
-    with store.session() as client:
-        rows = client.query(
-            "SELECT team_id, count() FROM events WHERE event = '$ai_trace_summary'"
-            " GROUP BY team_id ORDER BY team_id"
-        ).result_rows
-    return {int(team): int(count) for team, count in rows}
-
-
 def test_a_ranged_run_with_a_failing_team_writes_the_others_and_the_sensor_retries_it(
     store: TraceStore, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
@@ -148,7 +140,7 @@ def test_a_ranged_run_with_a_failing_team_writes_the_others_and_the_sensor_retri
     )
 
     assert ranged.success
-    assert summarized_teams(store) == {3: 4, 5: 4}
+    assert summaries_by_team(store) == {3: 4, 5: 4}
     run = instance.get_run_by_id(ranged.run_id)
     assert run is not None and run.tags[FAILED_PARTITIONS_TAG] == f"{HOUR_KEY}|bad-team"
     evaluations = [

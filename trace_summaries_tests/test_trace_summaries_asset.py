@@ -22,8 +22,10 @@ from trace_summaries.store import TraceStore
 from trace_summaries.summarize import PROMPT_VERSION
 from trace_summaries.summary_events import SummaryEvent, batch_run_id, summary_event_uuid
 from trace_summaries_tests.support.dagster_cli import PROJECT, materialize_command
+from trace_summaries_tests.support.expected_traces import summaries_by_team
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
 from trace_summaries_tests.support.openai_server import Fault, OpenAICompatibleServer, openai_server
+from trace_summaries_tests.support.pipeline_defs import pipeline_definitions
 from trace_summaries_tests.support.ports import wait_until
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
@@ -123,6 +125,40 @@ def test_summaries_from_the_llm_are_written_as_events(
     # Every call asked for the strict JSON schema.
     formats = [request.body["response_format"] for request in llm_server.chat_requests()]
     assert all(f["type"] == "json_schema" and f["json_schema"]["strict"] is True for f in formats)
+
+
+def test_a_ranged_run_summarizes_its_partitions_together_under_one_limit_of_calls_in_flight(
+    store: TraceStore, instance: dg.DagsterInstance, tmp_path: Path, llm_server: OpenAICompatibleServer
+) -> None:
+    """Three teams of three traces, six calls allowed: the calls of different teams overlap, never above six.
+
+    One partition after another, no more than three calls could ever be in flight: the server's gate (hold
+    every answer until six are in flight) would time out, and the maximum it counted would be three.
+    """
+    teams = ["3", "5", "7"]
+    seed_store(store, [int(team) for team in teams], [HOUR], 3, progress=False, oversized_fraction=0.0)
+    instance.add_dynamic_partitions(TEAMS.name, teams)
+    llm_server.hold_chat_until(6, timeout_s=15)
+    llm = LLMResource(api_key=TEST_API_KEY, base_url=llm_server.base_url, timeout_s=30.0)
+    job = pipeline_definitions(store, tmp_path, llm=llm).resolve_job_def("trace_summaries_job")
+
+    result = job.execute_in_process(
+        instance=instance,
+        run_config={"ops": {"trace_summaries": {"config": {"batch_size": 6}}}},
+        tags={
+            "dagster/asset_partition_range_start": f"2026-11-20-09:00|{teams[0]}",
+            "dagster/asset_partition_range_end": f"2026-11-20-09:00|{teams[-1]}",
+        },
+    )
+
+    assert result.success
+    assert llm_server.max_in_flight_for("chat") == 6
+    assert len(llm_server.chat_requests()) == 9
+    outputs: dict[str, Any] = result.output_for_node("trace_summaries")
+    assert {key: len(summaries.events) for key, summaries in outputs.items()} == {
+        f"2026-11-20-09:00|{team}": 3 for team in teams
+    }
+    assert summaries_by_team(store) == {3: 3, 5: 3, 7: 3}
 
 
 def test_the_io_manager_reads_back_what_it_wrote(

@@ -1,7 +1,7 @@
 """What a run does when some of its (hour, team) partitions fail.
 
 A ranged run (a backfill, or a sharded schedule tick) covers many teams; one team failing must not lose the
-others' work. Each asset therefore processes partitions one by one and collects failures. If every partition
+others' work. Each asset therefore handles each partition on its own and collects failures. If every partition
 failed the step fails as usual. Otherwise the step succeeds for the rest, and each failed partition is
 reported three ways: an error log line, a failed `partition_summarized` check evaluation for that
 partition, and the run tag the re-request sensor reads to retry it as a single-partition run.

@@ -17,7 +17,7 @@ from trace_summaries.partition_summaries import (
     ORIGINAL_RENDERING,
     PIPELINE_RENDERING,
     PartitionSummaries,
-    summarize_partition_sync,
+    summarize_partitions_sync,
 )
 from trace_summaries.redaction import RedactionConfig
 from trace_summaries.sampling import TeamHourSample
@@ -28,8 +28,9 @@ PROGRESS_EVERY_S = 5.0
 class TraceSummariesConfig(dg.Config):
     mode: Literal["minimal", "detailed"] = "detailed"
     model: str | None = None  # None: the resource's model (TRACE_SUMMARIES_LLM_MODEL or gpt-4.1-nano)
-    # Defaults from TRACE_SUMMARIES_LLM_CONCURRENCY / _MAX_ATTEMPTS: the per-partition rate limit; the `llm`
-    # pool (dagster.yaml) bounds how many partitions call the LLM at once.
+    # Defaults from TRACE_SUMMARIES_LLM_CONCURRENCY / _MAX_ATTEMPTS. batch_size: LLM calls in flight for the
+    # step, shared by all the partitions of a ranged run; the `llm` pool (dagster.yaml) bounds how many steps
+    # call the LLM at once.
     batch_size: int = settings.configured_int(settings.LLM_CONCURRENCY)
     max_attempts: int = settings.configured_int(settings.LLM_MAX_ATTEMPTS)
     # "compact": nested, de-duplicated, with feedback and metric details (fewer tokens, more signal);
@@ -60,24 +61,24 @@ def trace_summaries(
     base = PIPELINE_RENDERING if config.rendering == "compact" else ORIGINAL_RENDERING
     render = dataclasses.replace(base, max_length=config.max_text_length)
     redaction = RedactionConfig(enabled=config.redact_pii, extra_patterns=config.redaction_patterns)
-    results: dict[str, PartitionSummaries] = {}
-    failures: dict[str, str] = {}
+    failures = {
+        key: "no sample: sampled_traces failed for this partition"
+        for key in context.partition_keys
+        if key not in sampled_traces
+    }
     progress = _ProgressLog(context)
+    summarized = summarize_partitions_sync(
+        {key: sampled_traces[key] for key in context.partition_keys if key in sampled_traces},
+        summarizer,
+        mode=config.mode,
+        batch_size=config.batch_size,
+        render=render,
+        on_progress=progress.partition,
+        redaction=redaction,
+    )
+    results: dict[str, PartitionSummaries] = {}
     report: list[str] = []
-    for number, key in enumerate(context.partition_keys, start=1):
-        sample = sampled_traces.get(key)
-        if sample is None:
-            failures[key] = "no sample: sampled_traces failed for this partition"
-            continue
-        summaries = summarize_partition_sync(
-            sample,
-            summarizer,
-            mode=config.mode,
-            batch_size=config.batch_size,
-            render=render,
-            on_progress=progress.partition(key, number),
-            redaction=redaction,
-        )
+    for key, summaries in summarized.items():
         report.append(f"{key}: {summaries.counts()} {summaries.reasons('failed') or ''}")
         systemic = summaries.systemic_failure()
         if systemic is not None:
@@ -109,9 +110,12 @@ class _ProgressLog:
         self._context = context
         self._every_s = every_s
         self._last = time.monotonic()
-        self._partitions = len(context.partition_keys)
+        self._numbers = {key: number for number, key in enumerate(context.partition_keys, start=1)}
+        self._partitions = len(self._numbers)
 
-    def partition(self, key: str, number: int) -> Callable[[int, int, int], None]:
+    def partition(self, key: str) -> Callable[[int, int, int], None]:
+        number = self._numbers[key]
+
         def log(done: int, total: int, failed: int) -> None:
             now = time.monotonic()
             if now - self._last < self._every_s:

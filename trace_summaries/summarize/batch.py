@@ -1,8 +1,8 @@
 """Summarizing many traces with a bounded number of LLM calls in flight.
 
-A batch is the traces of one partition. At most ``batch_size`` summaries run at once, which is what an
-endpoint's rate limit and a laptop's sockets can take; a trace that fails (or a summarizer that raises)
-becomes a failed result, never an exception out of the batch.
+A batch is the traces of one partition. At most ``batch_size`` summaries run at once (the batches of a
+ranged run share one such limit), which is what an endpoint's rate limit and a laptop's sockets can take; a
+trace that fails (or a summarizer that raises) becomes a failed result, never an exception out of the batch.
 """
 
 from __future__ import annotations
@@ -55,16 +55,21 @@ async def summarize_prepared(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: ProgressCallback | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> dict[Key, TraceSummaryResult]:
     """Summarize every key, preparing (rendering) each trace only once a slot is free for it.
 
     Rendering up front would delay the first call by the whole partition's rendering time; here each trace
     is rendered while the other slots' calls are in flight, so rendering hides behind the LLM's latency.
     ``prepare`` raising is a bug, not a bad trace: it propagates.
+
+    ``slots``, when given, replaces the ``batch_size`` limit: batches running at once that share it share
+    one limit on calls in flight (the partitions of a ranged run).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    slots = asyncio.Semaphore(batch_size)
+    if slots is None:
+        slots = asyncio.Semaphore(batch_size)
     total = len(keys)
     done = failed = 0
 

@@ -64,3 +64,12 @@ def summary_count_and_distinct(store: TraceStore) -> tuple[int, int]:
             "SELECT count(), uniqExact(uuid) FROM events WHERE event = '$ai_trace_summary'"
         ).result_rows
     return int(total), int(distinct)
+
+
+def summaries_by_team(store: TraceStore) -> dict[int, int]:
+    """How many summary events each team has in the store."""
+    with store.session() as client:
+        rows = client.query(
+            "SELECT team_id, count() FROM events WHERE event = '$ai_trace_summary' GROUP BY team_id"
+        ).result_rows
+    return {int(team): int(count) for team, count in rows}

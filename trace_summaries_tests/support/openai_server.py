@@ -179,6 +179,13 @@ class _State:
     max_in_flight_by_endpoint: dict[str, int] = field(default_factory=lambda: {"chat": 0, "embeddings": 0})
     latency_s: float = 0.0
     require_api_key: str | None = None
+    # A gate: chat answers wait until this many chat calls are in flight at once (see ``hold_chat_until``).
+    gate_in_flight: int = 0
+    gate_timeout_s: float = 0.0
+    gate_changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate_changed = threading.Condition(self.lock)
 
 
 class OpenAICompatibleServer:
@@ -223,6 +230,8 @@ class OpenAICompatibleServer:
     def stop(self) -> None:
         """Stop serving; calls held by a ``slow`` fault are released at once."""
         self._state.stopping.set()
+        with self._state.lock:
+            self._state.gate_changed.notify_all()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -299,6 +308,16 @@ class OpenAICompatibleServer:
     def max_in_flight_for(self, endpoint: Endpoint) -> int:
         with self._state.lock:
             return self._state.max_in_flight_by_endpoint[endpoint]
+
+    def hold_chat_until(self, in_flight: int, timeout_s: float = 30.0) -> None:
+        """Hold every chat answer until ``in_flight`` chat calls are in flight at once, then open for good.
+
+        It proves calls overlap without sleeping: a client that never reaches ``in_flight`` concurrent calls
+        has each of them held for ``timeout_s``, then answered, and ``max_in_flight_for`` tells the truth.
+        """
+        with self._state.lock:
+            self._state.gate_in_flight = in_flight
+            self._state.gate_timeout_s = timeout_s
 
     def reset_stats(self) -> None:
         """Forget recorded requests and the in-flight maximum (calls still running keep being counted)."""
@@ -475,6 +494,8 @@ class _Handler(BaseHTTPRequestHandler):
                 state.max_in_flight_by_endpoint[endpoint] = max(
                     state.max_in_flight_by_endpoint[endpoint], state.in_flight_by_endpoint[endpoint]
                 )
+                if endpoint == "chat" and state.gate_in_flight:
+                    self._wait_at_gate(state)
         try:
             if endpoint is None:
                 self._answer(
@@ -489,6 +510,17 @@ class _Handler(BaseHTTPRequestHandler):
                 with state.lock:
                     state.in_flight -= 1
                     state.in_flight_by_endpoint[endpoint] -= 1
+
+    @staticmethod
+    def _wait_at_gate(state: _State) -> None:
+        """Called holding ``state.lock``; the call is already counted in flight."""
+        if state.in_flight_by_endpoint["chat"] >= state.gate_in_flight:
+            state.gate_in_flight = 0  # reached: open for good, and let the held calls go
+            state.gate_changed.notify_all()
+            return
+        state.gate_changed.wait_for(
+            lambda: state.gate_in_flight == 0 or state.stopping.is_set(), timeout=state.gate_timeout_s
+        )
 
     def _serve(self, record: RecordedRequest, endpoint: str, body: Any) -> None:
         state = self.server.state
