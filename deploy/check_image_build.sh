@@ -11,7 +11,8 @@
 #   ENV ...                   -> the same variables (DAGSTER_HOME inside the temporary directory)
 #   WORKDIR, COPY ...         -> the same three paths copied to <tmp>/app (not the checkout: only what is copied)
 #   RUN pip install ...       -> the Dockerfile's own pip arguments (read from it), run in <tmp>/app
-#   RUN python -c             -> the Dockerfile's own import check (read from it), in <tmp>/app
+#   RUN python -c             -> the Dockerfile's own import check (read from it), in <tmp>/app; and no chDB
+#                                (the `embedded` extra) installed: a chdb:// store fails naming the fix
 #   CMD                       -> the Dockerfile's own command (read from it) on a free loopback port, then
 #                                `dagster api grpc-health-check` (the chart's probe) and
 #                                `dagster definitions validate`
@@ -99,6 +100,26 @@ step "RUN python -c \"$IMPORT_CHECK\""
 (cd "$WORK/app" && run python -c "$IMPORT_CHECK")
 # The image's copy is what loaded, not the checkout this script runs from.
 (cd "$WORK/app" && run python -c "import trace_summaries; assert trace_summaries.__file__.startswith('$WORK/app/'), trace_summaries.__file__")
+
+step "no embedded engine in the image: venv $(du -sm "$WORK/venv" | cut -f1) MB"
+# Production reads a ClickHouse server; chDB (the `embedded` extra, ~535 MB) stays out of the image, and a
+# chdb:// store left configured by mistake fails with an error naming the fix.
+(cd "$WORK/app" && run python - "$WORK/no-engine" <<'PY'
+import importlib.util
+import sys
+
+from trace_summaries.store import StoreError, TraceStore
+
+assert importlib.util.find_spec("chdb") is None, "chdb is installed in the image"
+try:
+    TraceStore(f"chdb://{sys.argv[1]}").ensure_schema()
+except StoreError as exc:
+    assert "trace-summaries[embedded]" in str(exc) and "TRACE_SUMMARIES_CLICKHOUSE_DSN" in str(exc), exc
+    print(f"a chdb:// store fails clearly: {exc}")
+else:
+    raise AssertionError("a chdb:// store opened without chDB")
+PY
+)
 
 step "dagster definitions validate"
 (cd "$WORK/app" && run dagster definitions validate -m trace_summaries.definitions)

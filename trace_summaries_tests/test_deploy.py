@@ -465,6 +465,32 @@ def test_the_dockerfile_builds_the_code_location_the_values_deploy() -> None:
     assert copied == {"pyproject.toml", "README.md", "trace_summaries/"}
 
 
+def test_the_image_leaves_out_the_embedded_engine_and_a_chdb_store_without_it_names_the_fix(
+    tmp_path: Path,
+) -> None:
+    """chDB is the `embedded` extra: the Dockerfile does not install it (the image check proves it absent)."""
+    pip_words = shlex.split(instruction("RUN pip install").split("&&")[0])
+    assert pip_words[:2] == ["-e", "."] and not any("embedded" in word for word in pip_words)
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    assert not [dep for dep in project["dependencies"] if dep.startswith("chdb")]
+    assert project["optional-dependencies"]["embedded"] == ["chdb==4.4.0"]
+    # A process where chDB cannot be imported, as in the image: the store's error names both ways out.
+    script = (
+        "import sys\n"
+        "sys.modules['chdb'] = None\n"
+        "from trace_summaries.store import StoreError, TraceStore\n"
+        "try:\n"
+        f"    TraceStore('chdb://{tmp_path / 'store'}').ensure_schema()\n"
+        "except StoreError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "embedded ClickHouse engine" in done.stdout
+    assert "install trace-summaries[embedded]" in done.stdout
+    assert "set TRACE_SUMMARIES_CLICKHOUSE_DSN to a ClickHouse server" in done.stdout
+
+
 def test_check_image_build_script_is_valid_bash_reading_the_dockerfile() -> None:
     script = DEPLOY / "check_image_build.sh"
     assert os.access(script, os.X_OK), "chmod +x deploy/check_image_build.sh"
