@@ -53,20 +53,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> TraceStore:
     return trace_store
 
 
-@pytest.fixture(autouse=True)
-def no_dagster_instance_left_current() -> Iterator[None]:
-    """A Dagster instance entered and never exited stays current for Dagster after its test.
-
-    Definitions built later then load through it, and fail at random once it is garbage collected
-    ("Attempted to resolve undefined DagsterInstance weakref"). Catch the test that leaks it, not the
-    test that happens to run when the collector does: contexts built with ``dg.build_*_context`` must be
-    closed (``with``) before the instance that made them.
-    """
-    yield
-    gc.collect()  # an abandoned context's generator restores its stale instance when it is collected
-    assert DefsStateStorage.get() is None, "a Dagster instance entered in this test was never exited"
-
-
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     """A real (sqlite-backed, on disk) Dagster instance, not an ephemeral one."""
@@ -76,6 +62,21 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     overrides = {"telemetry": {"enabled": False}}
     with dg.DagsterInstance.local_temp(str(home), overrides=overrides) as dagster_instance:
         yield dagster_instance
+    _assert_no_dagster_instance_left_current()
+
+
+def _assert_no_dagster_instance_left_current() -> None:
+    """A Dagster instance entered and never exited stays current for Dagster after its test.
+
+    ``dg.build_schedule_context(instance=...)`` enters a second instance from the first one's ref; left
+    open, its context is finalized whenever the collector runs, and then makes the dead instance current
+    again. Definitions built later load through it and fail at random ("Attempted to resolve undefined
+    DagsterInstance weakref"). Collect now and fail the test that leaked it, not the one that runs when the
+    collector does: contexts built with ``dg.build_*_context`` must be closed (``with``) in the test.
+    Checked where a test's instances come from (this fixture): a collection per test costs ~0.2 s.
+    """
+    gc.collect()
+    assert DefsStateStorage.get() is None, "a Dagster instance entered in this test was never exited"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
