@@ -61,14 +61,15 @@ def trace_summaries(
     base = PIPELINE_RENDERING if config.rendering == "compact" else ORIGINAL_RENDERING
     render = dataclasses.replace(base, max_length=config.max_text_length)
     redaction = RedactionConfig(enabled=config.redact_pii, extra_patterns=config.redaction_patterns)
+    samples = {key: sampled_traces[key] for key in context.partition_keys if key in sampled_traces}
     failures = {
         key: "no sample: sampled_traces failed for this partition"
         for key in context.partition_keys
-        if key not in sampled_traces
+        if key not in samples
     }
     progress = _ProgressLog(context)
     summarized = summarize_partitions_sync(
-        {key: sampled_traces[key] for key in context.partition_keys if key in sampled_traces},
+        samples,
         summarizer,
         mode=config.mode,
         batch_size=config.batch_size,

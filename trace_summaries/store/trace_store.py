@@ -201,16 +201,16 @@ class TraceStore:
                 client = clickhouse_connect.get_client(dsn=dsn)
                 self._ensure_schema(client)
                 return client
-            except ImportError as exc:
-                # The engine is an optional extra: production images talk to a server and leave it out.
-                raise StoreError(
-                    f"the embedded ClickHouse engine for {self.describe()} is not installed: install "
-                    f"trace-summaries[embedded], or set {settings.CLICKHOUSE_DSN} to a ClickHouse server "
-                    f"(http(s)://user:password@host:port/database)"
-                ) from exc
             except Exception as exc:  # the driver's own errors vary by engine; one clear error for callers
                 if client is not None:
                     client.close()
+                if isinstance(exc, ImportError) and self.embedded_dir is not None:
+                    # The engine is an optional extra: production images talk to a server and leave it out.
+                    raise StoreError(
+                        f"the embedded ClickHouse engine for {self.describe()} is not installed: install "
+                        f"trace-summaries[embedded], or set {settings.CLICKHOUSE_DSN} to a ClickHouse "
+                        f"server (http(s)://user:password@host:port/database)"
+                    ) from exc
                 if not _transient(exc) or attempt >= self.connect_attempts:
                     tries = f" after {attempt} attempts" if attempt > 1 else ""
                     raise StoreError(
