@@ -37,7 +37,13 @@ seed: install $(DAGSTER_HOME)/dagster.yaml
 KAFKA_PORT ?= 19092
 ALLOWED_TEAMS ?= $(shell seq -s, 1 $(DEMO_TEAMS))
 
-dev: seed
+# The partitions' start date, written once on the first `make dev` and kept: the partition set never moves.
+START_DATE_FILE := $(DATA)/start_date
+$(START_DATE_FILE):
+	mkdir -p $(DATA)
+	date -u -d '7 days ago' +%Y-%m-%d > $@
+
+dev: $(START_DATE_FILE) seed
 	@if [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then \
 		mkdir -p $(DATA)/kafka; \
 		$(BIN)/noida-db start --data-dir $(DATA)/kafka --only kafka --kafka-port $(KAFKA_PORT) \
@@ -46,15 +52,19 @@ dev: seed
 		export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT); \
 	fi; \
 	TRACE_SUMMARIES_ALLOWED_TEAM_IDS=$${TRACE_SUMMARIES_ALLOWED_TEAM_IDS-$(ALLOWED_TEAMS)} \
+	TRACE_SUMMARIES_START_DATE=$${TRACE_SUMMARIES_START_DATE:-$$(cat $(START_DATE_FILE))} \
 		$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
-test: install
-	$(BIN)/ruff check .
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff, the import contracts (pyproject's [tool.importlinter]: layers, a pure text_repr, no cycles) and the
+# type checker.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/run

@@ -135,7 +135,7 @@ QUICK_STORE = StoreSpec(teams=2, hours=4, traces_per_hour=150, oversized_fractio
 
 def generator_fingerprint() -> str:
     """A short hash of one generated chunk: a change in the seeder invalidates cached stores."""
-    from trace_summaries.seed import generate_hour
+    from trace_summaries.demo import generate_hour
 
     events = generate_hour(1, START, 20, SEED)
     digest = hashlib.sha256()
@@ -163,7 +163,7 @@ def seeded_store(spec: StoreSpec, *, log: Callable[[str], None] | None = None) -
     skips chunks already present, so an interrupted seeding continues where it stopped. The manifest is
     written last; a directory without one is completed, not trusted.
     """
-    from trace_summaries.seed import seed_store
+    from trace_summaries.demo import seed_store
     from trace_summaries.store import TraceStore
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -223,7 +223,7 @@ def rss_mb() -> float:
 def seeded_traces(count: int, *, team_id: int = 1, traces_per_hour: int = 200) -> list[list[dict[str, Any]]]:
     """``count`` seeded traces (events as the seeder makes them), hour after hour, without oversized ones:
     those never reach the LLM (the sampling guards exclude them)."""
-    from trace_summaries.seed import generate_hour
+    from trace_summaries.demo import generate_hour
 
     traces: list[list[dict[str, Any]]] = []
     hour = START

@@ -1,6 +1,6 @@
 """The OpenAI-compatible test server in its own process, with its in-flight counter readable from here.
 
-``trace_summaries_tests.support.openai_server`` runs its HTTP server on threads of the calling process. In a
+``trace_summaries_harness.openai_server`` runs its HTTP server on threads of the calling process. In a
 benchmark that would put the server's work (parsing each prompt, writing each answer) on the same GIL as
 the client being measured, and charge it to the client. Here the server runs in a child process (as a real
 endpoint would be elsewhere); JSON lines on its stdin/stdout carry ``reset`` and ``stats``, so the bench
@@ -73,7 +73,7 @@ class OpenAIServerProcess:
 
 def _serve(latency_s: float) -> None:
     sys.path.insert(0, str(REPO))
-    from trace_summaries_tests.support.openai_server import OpenAICompatibleServer
+    from trace_summaries_harness.openai_server import OpenAICompatibleServer
 
     server = OpenAICompatibleServer(latency_s=latency_s).start()
     print(json.dumps({"base_url": server.base_url}), flush=True)

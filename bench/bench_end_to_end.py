@@ -7,7 +7,7 @@ assets does (Dagster's own run overhead is benchmark 4, not this one):
    fresh ``TraceStore.session()`` as the ``sampled_traces`` asset opens one;
 2. hand-off: the sample written and read back by the real ``SampleIOManager`` (JSON lines streamed to a
    file, renamed into place, read line by line);
-3. render, LLM, build events: ``partition_summaries.summarize_partition`` with the shipped
+3. render, LLM, build events: ``summarize.partition.summarize_partition`` with the shipped
    ``LLMSummarizer`` against the OpenAI-compatible test server (300 ms per call, own process, TCP_NODELAY)
    at the asset's default ``batch_size`` (5). A wrapper around the summarizer timestamps the first call
    and the last answer, which splits the function's wall time into render (before the first call), LLM
@@ -47,16 +47,16 @@ from typing import Any
 from _common import FULL_STORE, QUICK_STORE, START, Row, print_rows, row, seeded_store
 from _servers import OpenAIServerProcess
 
-from trace_summaries import partition_summaries
-from trace_summaries.embeddings import build_embedding_request
-from trace_summaries.embeddings.producer import EmbeddingRequestProducer
-from trace_summaries.embeddings.summary_documents import summary_document
-from trace_summaries.partition_summaries import summarize_partition
-from trace_summaries.sampling import SamplingConfig, TeamHourSample, sample_team_hour
+from trace_summaries.queue import build_embedding_request
+from trace_summaries.queue.producer import EmbeddingRequestProducer
+from trace_summaries.queue.summary_documents import summary_document
+from trace_summaries.sample import SamplingConfig, TeamHourSample, sample_team_hour
 from trace_summaries.store import TraceStore
-from trace_summaries.store.summary_event_rows import SummaryWindow, read_partitions, replace_partitions
 from trace_summaries.summarize import LLMSettings, LLMSummarizer
+from trace_summaries.summarize import partition as partition_summaries
+from trace_summaries.summarize.partition import summarize_partition
 from trace_summaries.text_repr import RenderOptions
+from trace_summaries.write.rows import SummaryWindow, read_partitions, replace_partitions
 
 LATENCY_S = 0.3
 TOPIC = "document_embeddings_input"
@@ -241,7 +241,7 @@ def kafka_variants(
 
 
 def run(quick: bool = False) -> list[Row]:
-    from trace_summaries_tests.support.kafka_broker import running_kafka_broker
+    from trace_summaries_harness.kafka_broker import running_kafka_broker
 
     spec = QUICK_STORE if quick else FULL_STORE
     repeats = 1 if quick else 3

@@ -57,15 +57,15 @@ import openai
 from _common import Row, print_rows, row, seeded_traces, timed
 from _servers import OpenAIServerProcess
 
-from trace_summaries.partition_summaries import (
+from trace_summaries.sample import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
+from trace_summaries.summarize import LLMSettings, LLMSummarizer
+from trace_summaries.summarize import llm as llm_module
+from trace_summaries.summarize.partition import (
     PIPELINE_RENDERING,
-    summarize_partition_sync,
     summarize_partitions_sync,
 )
-from trace_summaries.sampling import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
-from trace_summaries.summarize import LLMSettings, LLMSummarizer, summarize_many
-from trace_summaries.summarize import llm as llm_module
 from trace_summaries.text_repr import format_trace
+from trace_summaries_harness.one_partition import summarize_many, summarize_partition_sync
 
 LATENCY_S = 0.3
 LEVELS = (5, 20, 50)

@@ -181,7 +181,7 @@ def calibrated_trace(seed: int, start: datetime) -> list[dict[str, Any]]:
 
 def memory_store(traces: int) -> Path:
     """The chDB directory holding ``traces`` limit-sized traces in one team-hour (built once)."""
-    from trace_summaries.seed import to_event_rows
+    from trace_summaries.demo import to_event_rows
     from trace_summaries.store import TraceStore
 
     root = BENCH_DATA / f"memory-t{traces}-c{TRACE_CHARS}-v{LAYOUT_VERSION}"
@@ -236,13 +236,14 @@ def child(mode: str, dsn: str, handoff: str) -> dict[str, Any]:
 
     import dagster as dg
 
-    from trace_summaries import partition_summaries
     from trace_summaries.defs.io_managers import SampleIOManager
-    from trace_summaries.sampling import SamplingConfig, sample_team_hour
+    from trace_summaries.sample import SamplingConfig, sample_team_hour
     from trace_summaries.store import TraceStore
-    from trace_summaries.store.summary_event_rows import replace_summary_events
     from trace_summaries.summarize import HeuristicSummarizer
+    from trace_summaries.summarize import partition as partition_summaries
     from trace_summaries.text_repr import RenderOptions
+    from trace_summaries_harness import one_partition
+    from trace_summaries_harness.one_partition import replace_summary_events
 
     store = TraceStore(dsn)
     io_manager = SampleIOManager(base_dir=handoff)
@@ -273,7 +274,7 @@ def child(mode: str, dsn: str, handoff: str) -> dict[str, Any]:
         rendering = getattr(partition_summaries, "PIPELINE_RENDERING", None) or RenderOptions(
             nest=True, dedupe=True
         )
-        result = partition_summaries.summarize_partition_sync(
+        result = one_partition.summarize_partition_sync(
             sample, HeuristicSummarizer(), mode="detailed", batch_size=5, render=rendering
         )
         mark("render + summarize + build events")
@@ -323,7 +324,7 @@ def _partition(dsn: str, handoff: Path, traces: int) -> tuple[dict[str, Any], di
 
 
 def run(quick: bool = False) -> list[Row]:
-    from trace_summaries_tests.support.clickhouse_http import clickhouse_http_server
+    from trace_summaries_harness.clickhouse_http import clickhouse_http_server
 
     traces = 20 if quick else 100
     data_dir = memory_store(traces)

@@ -4,7 +4,7 @@
 so what is measured is orchestration: queueing, launching a run process, loading the code, the steps'
 framework work and the event log, not summarizing.
 
-Each mode gets a fresh stack (``trace_summaries_tests/support/dagster_stack.py``: ``dagster-webserver`` +
+Each mode gets a fresh stack (``trace_summaries_harness/dagster_stack.py``: ``dagster-webserver`` +
 ``dagster-daemon`` on a new instance with the repository's ``dagster.yaml``: QueuedRunCoordinator, at most 4
 concurrent runs; the embedded trace store, seeded beforehand). The runs are exactly what the hourly schedule
 emits, obtained the way the UI's *Test schedule -> Launch all runs* does: a ``scheduleDryRun`` of
@@ -35,9 +35,9 @@ from typing import Any
 import yaml
 from _common import Row, print_rows, row
 
-from trace_summaries.seed import seed_store
+from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
-from trace_summaries_tests.support.dagster_stack import Stack, StackError, dagster_stack
+from trace_summaries_harness.dagster_stack import Stack, StackError, dagster_stack
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 TEAMS_FULL = 100

@@ -1,16 +1,16 @@
 """1. Sampling and fetch: our two queries per team-hour versus the original's one query per trace.
 
-Store: >= 1M events seeded by ``trace_summaries.seed.seed_store`` (10 teams x 24 hours, 450 traces per
+Store: >= 1M events seeded by ``trace_summaries.demo.seed_store`` (10 teams x 24 hours, 450 traces per
 team-hour plus neighbour teams and non-AI events; see ``_common.FULL_STORE``), cached in ``.data/bench/``.
 
-Ours: ``trace_summaries.sampling.sample_team_hour`` (one ranking/guard query, one batched fetch of every
+Ours: ``trace_summaries.sample.sample_team_hour`` (one ranking/guard query, one batched fetch of every
 event of the 100 selected traces). Baseline, the original's approach: the same selection, then one query per
 selected trace (``... AND ai_trace_id = {trace_id}`` with the same team, event types and time scan bounds).
 Both return the same traces with the same events (checked), and both decode rows into the same records, so
 the difference is the number of round trips and scans.
 
 Measured on both ClickHouse paths: the embedded engine (chDB, in process) and ClickHouse over HTTP
-(clickhouse-connect's HTTP client against ``trace_summaries_tests/support/clickhouse_http.py``, a chDB
+(clickhouse-connect's HTTP client against ``trace_summaries_harness/clickhouse_http.py``, a chDB
 process behind the HTTP interface). After one warm-up of each, ours and the baseline alternate on the same
 partitions; figures are medians per partition.
 
@@ -31,8 +31,8 @@ from unittest import mock
 
 from _common import FULL_STORE, QUICK_STORE, START, Row, median, print_rows, row, seeded_store
 
-from trace_summaries import sampling
-from trace_summaries.sampling import (
+from trace_summaries.sample import query as sampling
+from trace_summaries.sample.query import (
     GUARD_EXCLUSIONS,
     SampledTrace,
     SamplingConfig,
@@ -89,7 +89,7 @@ def sample_per_trace(
     )
 
 
-# -- prototype: a cheaper decode (for sampling.py) ---------------------------------------------------------
+# -- prototype: a cheaper decode (for sample/query.py) ----------------------------------------------------
 #
 # ``_fetch_traces`` walks every decoded value in Python (``_make_serializable``) to turn NaN/Infinity into
 # strings, repair lone surrogates and cut values nested deeper than MAX_PROPERTIES_DEPTH. The prototype
@@ -289,7 +289,7 @@ def run(quick: bool = False) -> list[Row]:
     rows += embedded_rows
 
     # The HTTP front runs its own chDB process on the same directory; this process's sessions are closed.
-    from trace_summaries_tests.support.clickhouse_http import clickhouse_http_server
+    from trace_summaries_harness.clickhouse_http import clickhouse_http_server
 
     with clickhouse_http_server(data_dir) as front:
         http_rows, _ = measure_path("ClickHouse HTTP", TraceStore(front.dsn), parts, repeats, config)

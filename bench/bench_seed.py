@@ -18,7 +18,7 @@ from pathlib import Path
 
 from _common import FULL_STORE, START, Row, StoreSpec, print_rows, row, rss_mb
 
-from trace_summaries.seed import generate_hour, hour_range, seed_store
+from trace_summaries.demo import generate_hour, hour_range, seed_store
 from trace_summaries.store import TraceStore
 
 DEFAULT = StoreSpec(

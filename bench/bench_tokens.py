@@ -1,6 +1,6 @@
 """6. Tokens: prompt tokens per trace, our rendering (nest + dedupe) versus the original flat rendering.
 
-Traces: the seeder's (``trace_summaries.seed.generate_hour``: support/code/SQL agents, RAG, extraction,
+Traces: the seeder's (``trace_summaries.demo.generate_hour``: support/code/SQL agents, RAG, extraction,
 writing chats, in OpenAI and Anthropic shapes), without the oversized kinds the sampling guards exclude.
 Each is rendered twice with ``trace_summaries.text_repr.format_trace``: defaults (the original's flat
 layout) and ``nest=True, dedupe=True`` (what the pipeline sends, in the compact layout that comes with
@@ -48,8 +48,8 @@ from typing import Any
 
 from _common import BENCH_DATA, Row, print_rows, row, seeded_traces
 
-from trace_summaries import partition_summaries
 from trace_summaries.summarize import chat_messages
+from trace_summaries.summarize import partition as partition_summaries
 from trace_summaries.summarize.steps import trace_name
 from trace_summaries.text_repr import TraceText, format_trace
 

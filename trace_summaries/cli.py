@@ -6,13 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from trace_summaries import settings
+from trace_summaries.config import SettingError, StoreConfig, load
+from trace_summaries.demo.command import add_seed_arguments, run_seed
+from trace_summaries.partitions import InvalidTeamKey, parse_team_list
 from trace_summaries.store import TraceStore
-from trace_summaries.teams import InvalidTeamKey, parse_team_list
+from trace_summaries.worker.command import add_search_arguments, add_worker_arguments, run_search, run_worker
 
 
 def _init_db(args: argparse.Namespace) -> int:
-    store = TraceStore(settings.clickhouse_dsn())
+    store = TraceStore(load(StoreConfig).dsn)
     store.ensure_schema()
     print(f"schema ready in {store.describe()}")
     return 0
@@ -20,9 +22,11 @@ def _init_db(args: argparse.Namespace) -> int:
 
 def _register_teams(args: argparse.Namespace) -> int:
     """Adds team partitions to the Dagster instance ($DAGSTER_HOME), so a fresh UI can materialize them."""
+    # Deferred on purpose: Dagster and the code location's definitions take seconds to import, which every
+    # other command (seed, worker, search) would pay for nothing.
     import dagster as dg
 
-    from trace_summaries.defs.partitions import TEAMS
+    from trace_summaries.defs.partition_sets import TEAMS
 
     teams = [str(team) for team in parse_team_list(args.team_ids, source="team ids")]
     with dg.DagsterInstance.get() as instance:
@@ -35,8 +39,6 @@ def _register_teams(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trace_summaries.seed.command import add_seed_arguments, run_seed
-
     parser = argparse.ArgumentParser(prog="trace-summaries", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -51,15 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("team_ids", help="comma-separated team ids, e.g. 1,2,3")
     register.set_defaults(handler=_register_teams)
 
-    try:
-        from trace_summaries.embeddings.command import (
-            add_search_arguments,
-            add_worker_arguments,
-            run_search,
-            run_worker,
-        )
-    except ImportError:  # the embeddings extra is optional until its module lands
-        return parser
     worker = commands.add_parser("embedding-worker", help="consume embedding requests and store vectors")
     add_worker_arguments(worker)
     worker.set_defaults(handler=run_worker)
@@ -73,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (InvalidTeamKey, settings.SettingError) as exc:
+    except (InvalidTeamKey, SettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -22,7 +22,7 @@ import pytest
 from dagster._core.storage.defs_state.base import DefsStateStorage
 
 from trace_summaries.store import TraceStore
-from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
+from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
 
 pytest_plugins = ["trace_summaries_tests.support.fixtures_llm"]
 

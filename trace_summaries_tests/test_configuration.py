@@ -2,7 +2,9 @@
 example deployment environment lists them all, and invalid values fail when the code location loads, with a
 message naming the variable.
 
-The variables are collected from the code itself, two ways, so a new variable cannot slip past:
+The variables are collected from the code itself, three ways, so a new variable cannot slip past:
+
+* every field of the typed configuration (``config.variable_names()``);
 
 * every module-level string constant, in every module of ``trace_summaries``, whose value looks like one of
   our variable names (``TRACE_SUMMARIES_*``, ``KAFKA_*``, ``OPENAI_*``, ``AWS_*``);
@@ -25,13 +27,13 @@ from pathlib import Path
 import pytest
 
 import trace_summaries
-from trace_summaries import settings
+from trace_summaries import config
 
 PROJECT = Path(__file__).resolve().parents[1]
 README = PROJECT / "README.md"
 EXAMPLE_ENV = PROJECT / "deploy" / "secrets.example.env"
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
-DSN = settings.CLICKHOUSE_DSN
+DSN = "TRACE_SUMMARIES_CLICKHOUSE_DSN"
 
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 OUR_PREFIXES = ("TRACE_SUMMARIES_", "KAFKA_", "OPENAI_", "AWS_")
@@ -146,7 +148,7 @@ def constants_in(module_name: str) -> set[str]:
 
 
 def variables_in_code() -> set[str]:
-    found: set[str] = set()
+    found: set[str] = config.variable_names()
     for module_name, path in package_modules().items():
         found |= constants_in(module_name) | names_read_in(module_name, path)
     return found
@@ -196,6 +198,10 @@ def example_env() -> tuple[dict[str, str], set[str]]:
     return assigned, mentioned
 
 
+class Names:
+    START_DATE = "TRACE_SUMMARIES_START_DATE"
+
+
 def test_the_scan_finds_the_variables_of_every_kind() -> None:
     found = variables_in_code()
     assert found >= KNOWN, sorted(KNOWN - found)
@@ -207,16 +213,16 @@ os.environ.get("LITERAL_VARIABLE")
 os.environ["SUBSCRIPTED_VARIABLE"]
 os.getenv(NAME)
 dg.EnvVar("ENVVAR_VARIABLE")
-environ.get(settings.START_DATE)
+environ.get("TRACE_SUMMARIES_START_DATE")
 if "MEMBERSHIP_VARIABLE" in os.environ:
     pass
 """
-    assert names_read_in_tree(ast.parse(snippet), {"NAME": "NAMED_VARIABLE", "settings": settings}) == {
+    assert names_read_in_tree(ast.parse(snippet), {"NAME": "NAMED_VARIABLE", "names": Names}) == {
         "LITERAL_VARIABLE",
         "SUBSCRIPTED_VARIABLE",
         "NAMED_VARIABLE",
         "ENVVAR_VARIABLE",
-        settings.START_DATE,
+        "TRACE_SUMMARIES_START_DATE",
         "MEMBERSHIP_VARIABLE",
     }
 
@@ -235,9 +241,20 @@ def test_the_readme_table_documents_only_variables_that_exist_and_fills_every_co
         assert len(cells) == 3 and all(cells), f"{name}: meaning, default and example are all required"
 
 
+def integer_defaults() -> dict[str, int]:
+    """Every integer setting's variable and default, from the configuration's fields."""
+    return {
+        section.variables()[name]: field.default
+        for section in config.SECTIONS
+        for name, field in section.model_fields.items()
+        if field.annotation is int
+    }
+
+
 def test_readme_defaults_of_integer_settings_match_the_code() -> None:
     table = configuration_table()
-    for name, (default, _low, _high) in settings.INT_SETTING_BOUNDS.items():
+    assert len(integer_defaults()) >= 9
+    for name, default in integer_defaults().items():
         assert re.search(rf"\b{default}\b", table[name][1].replace(",", "").replace("_", "")), (
             f"{name}: README default {table[name][1]!r}, code default {default}"
         )
@@ -254,7 +271,7 @@ def test_the_example_deployment_environment_mentions_every_variable_and_holds_no
         assert not value.startswith(("'", '"')), f"{name}: no quotes in an env file"
         if any(word in name for word in ("PASSWORD", "SECRET", "API_KEY")):
             assert "change-me" in value, f"{name}: placeholders only in the example ({value!r})"
-    assert "change-me" in assigned[settings.CLICKHOUSE_DSN]
+    assert "change-me" in assigned["TRACE_SUMMARIES_CLICKHOUSE_DSN"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -266,8 +283,8 @@ def clean_env(tmp_path: Path, overrides: dict[str, str]) -> dict[str, str]:
     """Our environment without any of the project's variables, plus a data dir, a start date, overrides."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(OUR_PREFIXES)}
     env |= {
-        settings.DATA_DIR: str(tmp_path / "data"),
-        settings.START_DATE: "2026-11-01",
+        "TRACE_SUMMARIES_DATA_DIR": str(tmp_path / "data"),
+        "TRACE_SUMMARIES_START_DATE": "2026-11-01",
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
@@ -370,11 +387,11 @@ def test_validate_environment_names_each_invalid_variable(
             monkeypatch.delenv(name)
     for name, value in clean_env(tmp_path, overrides).items():
         monkeypatch.setenv(name, value)
-    problems = settings.environment_problems()
+    problems = config.environment_problems()
     assert len(problems) == 1 and variable in problems[0], problems
     assert "change-me" not in problems[0]
-    with pytest.raises(settings.SettingError, match=variable):
-        settings.validate_environment()
+    with pytest.raises(config.SettingError, match=variable):
+        config.load_config()
 
 
 def test_validate_environment_accepts_the_defaults_and_the_example_deployment(
@@ -385,8 +402,8 @@ def test_validate_environment_accepts_the_defaults_and_the_example_deployment(
             monkeypatch.delenv(name)
     for name, value in clean_env(tmp_path, {}).items():
         monkeypatch.setenv(name, value)
-    assert settings.environment_problems() == []
+    assert config.environment_problems() == []
     assigned, _ = example_env()
     for name, value in assigned.items():
         monkeypatch.setenv(name, value)
-    assert settings.environment_problems() == []
+    assert config.environment_problems() == []

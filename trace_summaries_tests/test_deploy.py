@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from trace_summaries_tests.support.postgres import PostgresInfo, postgres_server
+from trace_summaries_harness.postgres import PostgresInfo, postgres_server
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEPLOY = PROJECT / "deploy"

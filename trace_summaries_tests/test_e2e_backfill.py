@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from trace_summaries.seed import seed_store
+from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
-from trace_summaries_tests.support.dagster_stack import Stack, dagster_stack
+from trace_summaries_harness.dagster_stack import Stack, dagster_stack
 from trace_summaries_tests.support.expected_traces import (
     expected_traces,
     summary_count_and_distinct,

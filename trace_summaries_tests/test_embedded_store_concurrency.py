@@ -10,10 +10,10 @@ from pathlib import Path
 import dagster as dg
 
 from trace_summaries.defs.io_managers import partition_object_name
-from trace_summaries.sampling import TeamHourSample
 from trace_summaries.store import TraceStore
-from trace_summaries_tests.support.dagster_cli import PROJECT, materialize_command
+from trace_summaries_harness.dagster_cli import PROJECT, materialize_command
 from trace_summaries_tests.support.events import ai_event
+from trace_summaries_tests.support.sample_files import sample_from_jsonl
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 TEAMS = ["1", "2", "3"]
@@ -60,7 +60,7 @@ def test_three_team_partitions_run_at_once_on_one_embedded_store(tmp_path: Path)
         assert "RUN_SUCCESS" in output
     for team in TEAMS:
         path = data_dir / "intermediate" / partition_object_name("sampled_traces", f"2026-11-20-09:00|{team}")
-        sample = TeamHourSample.from_jsonl(path.read_bytes())
+        sample = sample_from_jsonl(path.read_bytes())
         assert sample.team_id == int(team)
         assert len(sample.traces) == int(team) * 2
         assert all(len(trace.events) == 3 for trace in sample.traces)

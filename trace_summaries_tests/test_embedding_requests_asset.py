@@ -13,15 +13,15 @@ import pytest
 
 from trace_summaries.defs.embedding_requests import embedding_requests
 from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
-from trace_summaries.defs.partitions import TEAMS
+from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource, KafkaResource, LLMResource
 from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.trace_summaries import trace_summaries
-from trace_summaries.seed import seed_store
+from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
-from trace_summaries_tests.support.kafka_broker import KafkaBroker, running_kafka_broker
+from trace_summaries_harness.kafka_broker import KafkaBroker, running_kafka_broker
+from trace_summaries_harness.ports import free_port
 from trace_summaries_tests.support.kafka_topics import read_topic
-from trace_summaries_tests.support.ports import free_port
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 TEAM = 6

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from trace_summaries.store import TraceStore
-from trace_summaries_tests.support.ports import free_port, wait_until
+from trace_summaries_harness.ports import free_port, wait_until
 
 PROJECT = Path(__file__).parents[1]
 DEMO_START = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:00")
@@ -54,7 +54,12 @@ def demo_event_count(data: Path) -> int:
 @pytest.fixture
 def make_dev(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     data, port = tmp_path / "data", free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_HOME", "TRACE_SUMMARIES_DATA"))}
+    # Without a start date of its own: `make dev` writes one on its first run.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DAGSTER_HOME", "TRACE_SUMMARIES_DATA", "TRACE_SUMMARIES_START_DATE"))
+    }
     env.pop("TRACE_SUMMARIES_CLICKHOUSE_DSN", None)
     log = (tmp_path / "make-dev.log").open("w")
     process = subprocess.Popen(
@@ -94,7 +99,14 @@ def test_make_dev_serves_the_asset_graph_with_team_partitions(make_dev: tuple[st
         d["name"]: d["partitionKeys"] for d in nodes[("sampled_traces",)]["partitionKeysByDimension"]
     }
     assert dimensions["team"] == ["1", "2", "3"]
-    assert len(dimensions["hour"]) > 0
+    # The hour partitions start at the date `make dev` wrote on its first run, a week back, and stay there.
+    start_date = (data / "start_date").read_text().strip()
+    week_ago = {(datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%d") for days in (7, 8)}
+    assert start_date in week_ago  # 8: the clock may cross midnight during the test
+    assert dimensions["hour"][0] == f"{start_date}-00:00"
+    target = str(data / "start_date")
+    again = subprocess.run(make(target, data, 0), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and (data / "start_date").read_text().strip() == start_date
 
     seeded = demo_event_count(data)
     assert seeded > 0

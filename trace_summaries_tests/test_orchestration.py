@@ -11,15 +11,15 @@ import dagster as dg
 import pytest
 
 from trace_summaries.defs.hourly_report import hourly_report
-from trace_summaries.defs.partition_failures import CHECK_NAME, FAILED_PARTITIONS_TAG
-from trace_summaries.defs.partitions import TEAMS
+from trace_summaries.defs.partition_failures import CHECK_NAME, FAILED_PARTITIONS_TAG, RETRY_ATTEMPT_TAG
+from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.schedules import hourly_trace_summaries_schedule
-from trace_summaries.defs.sensors import RETRY_ATTEMPT_TAG, failed_partitions_sensor, team_partitions_sensor
+from trace_summaries.defs.sensors import failed_partitions_sensor, team_partitions_sensor
 from trace_summaries.defs.trace_summaries import trace_summaries
-from trace_summaries.run_plan import PlannedRun, plan_hourly_runs
-from trace_summaries.seed import seed_store
+from trace_summaries.demo import seed_store
+from trace_summaries.scheduling.run_plan import PlannedRun, plan_hourly_runs
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.expected_traces import summaries_by_team

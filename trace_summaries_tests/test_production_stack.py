@@ -6,9 +6,11 @@ The stack, every part a real process on a loopback port:
 
 * Dagster instance: ``deploy/dagster.yaml`` itself (PostgreSQL storage with ``scheme: postgresql+psycopg2``,
   queued runs, concurrency limits, the ``llm`` pool, run retries and monitoring), credentials from
-  ``DAGSTER_PG_*``, on a fresh PostgreSQL 15 (``support/postgres.py``);
-* ``dagster-webserver`` and ``dagster-daemon`` from ``workspace.yaml`` (``support/dagster_stack.py``);
-* the trace store: the ClickHouse HTTP interface over chDB, with a password (``support/clickhouse_http.py``);
+  ``DAGSTER_PG_*``, on a fresh PostgreSQL 15 (``trace_summaries_harness/postgres.py``);
+* ``dagster-webserver`` and ``dagster-daemon`` from ``workspace.yaml``
+  (``trace_summaries_harness/dagster_stack.py``);
+* the trace store: the ClickHouse HTTP interface over chDB, with a password
+  (``trace_summaries_harness/clickhouse_http.py``);
   traces are seeded over HTTP, as an ingestion pipeline would write them;
 * intermediates: S3 (moto server) through ``TRACE_SUMMARIES_S3_BUCKET``/``AWS_ENDPOINT_URL``;
 * embedding requests: a Kafka-protocol broker (noida-db) through ``KAFKA_BOOTSTRAP_SERVERS``;
@@ -42,20 +44,22 @@ import dagster as dg
 import pytest
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorType, TickStatus
 
-from trace_summaries.embeddings.kafka_config import DEFAULT_EMBEDDING_REQUESTS_TOPIC
-from trace_summaries.run_plan import hour_key, last_complete_hour
-from trace_summaries.sampling import AI_EVENT_TYPES, TeamHourSample
-from trace_summaries.seed import seed_store
+from trace_summaries.config import DEFAULT_EMBEDDING_REQUESTS_TOPIC
+from trace_summaries.demo import seed_store
+from trace_summaries.partitions import hour_key
+from trace_summaries.sample import AI_EVENT_TYPES
+from trace_summaries.scheduling.run_plan import last_complete_hour
 from trace_summaries.store import TraceStore
-from trace_summaries_tests.support.clickhouse_http import clickhouse_http_server
-from trace_summaries_tests.support.dagster_cli import PROJECT, materialize_command
-from trace_summaries_tests.support.dagster_stack import Stack, dagster_stack
+from trace_summaries_harness.clickhouse_http import clickhouse_http_server
+from trace_summaries_harness.dagster_cli import PROJECT, materialize_command
+from trace_summaries_harness.dagster_stack import Stack, dagster_stack
+from trace_summaries_harness.kafka_broker import running_kafka_broker
+from trace_summaries_harness.ports import wait_until
+from trace_summaries_harness.postgres import PostgresInfo, postgres_server
+from trace_summaries_harness.s3 import moto_s3
 from trace_summaries_tests.support.expected_traces import EXPECTED_TRACES_SQL
-from trace_summaries_tests.support.kafka_broker import running_kafka_broker
 from trace_summaries_tests.support.kafka_topics import read_topic
-from trace_summaries_tests.support.ports import wait_until
-from trace_summaries_tests.support.postgres import PostgresInfo, postgres_server
-from trace_summaries_tests.support.s3 import moto_s3
+from trace_summaries_tests.support.sample_files import sample_from_jsonl
 
 TEAMS = ["1", "2", "3"]
 TRACES_PER_HOUR = 3
@@ -297,7 +301,7 @@ def test_hourly_tick_on_the_production_stack_then_rematerialize_without_duplicat
             body = s3.client.get_object(
                 Bucket=s3.bucket, Key=f"{S3_PREFIX}/sampled_traces/{hour_segment}/{team}.jsonl"
             )
-            sample = TeamHourSample.from_jsonl(body["Body"].read())
+            sample = sample_from_jsonl(body["Body"].read())
             assert {trace.trace_id for trace in sample.traces} == {t for tm, t in expected if tm == int(team)}
 
         # One embedding request per summary on Kafka, keyed by team, document type and trace.

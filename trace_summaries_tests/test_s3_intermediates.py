@@ -12,14 +12,15 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from trace_summaries.defs.io_managers import S3SampleIOManager, SummaryEventsIOManager, partition_object_name
-from trace_summaries.defs.partitions import TEAMS
+from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource, LLMResource
 from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.trace_summaries import trace_summaries
-from trace_summaries.sampling import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
-from trace_summaries.seed import seed_store
+from trace_summaries.demo import seed_store
+from trace_summaries.sample import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
 from trace_summaries.store import TraceStore
-from trace_summaries_tests.support.s3 import S3Endpoint, moto_s3
+from trace_summaries_harness.s3 import S3Endpoint, moto_s3
+from trace_summaries_tests.support.sample_files import sample_from_jsonl, sample_to_jsonl
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 HOUR_KEY = "2026-11-20-09:00"
@@ -68,7 +69,7 @@ def test_samples_are_json_lines_objects_in_s3_and_feed_the_next_asset(
     body = s3.client.get_object(Bucket=s3.bucket, Key=keys[0])["Body"].read()
     header = json.loads(body.splitlines()[0])
     assert header["team_id"] == 3 and header["stats"]["traces_selected"] == 3
-    assert len(TeamHourSample.from_jsonl(body).traces) == 3
+    assert len(sample_from_jsonl(body).traces) == 3
     events = result.output_for_node("trace_summaries")
     assert {key: len(summaries.events) for key, summaries in events.items()} == {
         f"{HOUR_KEY}|3": 3,
@@ -127,5 +128,5 @@ def test_a_sample_larger_than_a_part_is_streamed_to_s3_and_back(s3: S3Endpoint) 
     stored = s3.client.get_object(Bucket=s3.bucket, Key="ts/" + partition_object_name("sampled_traces", key))
     assert stored["ContentLength"] > 16 * 1024 * 1024
     assert stored["ETag"].endswith('-3"')  # a multipart object's ETag ends in its number of parts
-    assert stored["Body"].read() == sample.to_jsonl()
+    assert stored["Body"].read() == sample_to_jsonl(sample)
     assert io_manager.load_input(input_) == {key: sample}

@@ -10,12 +10,13 @@ import pytest
 from pydantic_core import PydanticSerializationError
 
 from trace_summaries.defs.io_managers import SampleIOManager, partition_object_name
-from trace_summaries.defs.partitions import TEAMS
+from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.defs.sampled_traces import SampledTracesConfig, sampled_traces
-from trace_summaries.sampling import SampledTrace, SamplingConfig, SamplingStats, TeamHourSample, TraceEvent
+from trace_summaries.sample import SampledTrace, SamplingConfig, SamplingStats, TeamHourSample, TraceEvent
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.events import ai_event
+from trace_summaries_tests.support.sample_files import sample_from_jsonl, sample_to_jsonl
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 HOUR_KEY = "2026-11-20-09:00"
@@ -57,7 +58,7 @@ def test_materializing_a_partition_writes_its_sample_and_metadata(
     assert metadata["events_fetched"].value == 3
     assert metadata["query_seconds"].value >= 0
     stored = tmp_path / "intermediate" / partition_object_name("sampled_traces", f"{HOUR_KEY}|3")
-    sample = TeamHourSample.from_jsonl(stored.read_bytes())
+    sample = sample_from_jsonl(stored.read_bytes())
     assert sample.team_id == 3 and len(sample.traces) == 3
     assert all(trace.trace_id.startswith("t3-") for trace in sample.traces)
 
@@ -83,7 +84,7 @@ def test_a_ranged_run_samples_each_team_on_its_own(
     assert materialized == {f"{HOUR_KEY}|3", f"{HOUR_KEY}|4"}
     for team, expected in (("3", 4), ("4", 2)):
         path = tmp_path / "intermediate" / partition_object_name("sampled_traces", f"{HOUR_KEY}|{team}")
-        assert len(TeamHourSample.from_jsonl(path.read_bytes()).traces) == expected
+        assert len(sample_from_jsonl(path.read_bytes()).traces) == expected
 
 
 def test_a_team_key_that_is_not_a_positive_integer_fails_with_a_clear_message(
@@ -139,7 +140,7 @@ def test_the_sample_io_manager_streams_objects_and_never_leaves_a_partial_one(tm
     stored = tmp_path / "intermediate" / partition_object_name("sampled_traces", key)
 
     io_manager.handle_output(dg.build_output_context(**where), {key: sample})
-    assert stored.read_bytes() == sample.to_jsonl()
+    assert stored.read_bytes() == sample_to_jsonl(sample)
     assert io_manager.load_input(dg.build_input_context(**where)) == {key: sample}
 
     # A write that fails half way (a value that cannot be serialized, after a first trace was written).

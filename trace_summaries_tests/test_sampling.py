@@ -6,15 +6,16 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from trace_summaries.sampling import (
+from trace_summaries.sample import jsonl_lines
+from trace_summaries.sample.query import (
     SamplingConfig,
     TeamHourSample,
     _fetch_chunks,
-    jsonl_lines,
     sample_team_hour,
 )
 from trace_summaries.store import TraceStore
 from trace_summaries_tests.support.events import ai_event
+from trace_summaries_tests.support.sample_files import sample_from_jsonl, sample_to_jsonl
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 END = HOUR + timedelta(hours=1)
@@ -152,7 +153,7 @@ def test_non_finite_numbers_survive_a_round_trip(store: TraceStore) -> None:
         [ai_event(TEAM, "nan", HOUR, raw_properties='{"$ai_trace_id": "nan", "$ai_latency": NaN}')]
     )
     result = sample(store)
-    restored = TeamHourSample.from_jsonl(result.to_jsonl())
+    restored = sample_from_jsonl(sample_to_jsonl(result))
     assert restored.traces[0].events[0].properties["$ai_latency"] == "nan"
     assert restored == result
 
@@ -206,7 +207,7 @@ def test_json_lines_read_from_chunks_of_any_size_give_the_sample_back(store: Tra
     text = "a\u2028b\u2029c\u0085d\r\n漢🙂 " * 50
     store.insert_events([ai_event(TEAM, f"lines-{i}", at, text=text) for i in range(3)])
     result = sample(store)
-    data = result.to_jsonl()
+    data = sample_to_jsonl(result)
     for size in (1, 3, 7, 4096, len(data)):
         chunks = (data[start : start + size] for start in range(0, len(data), size))
         lines = list(jsonl_lines(chunks))

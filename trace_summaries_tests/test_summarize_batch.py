@@ -14,18 +14,18 @@ from trace_summaries.summarize import (
     Provider,
     SummaryMode,
     TraceSummaryResult,
-    summarize_many,
     summarize_prepared,
     systemic_failure_reason,
 )
 from trace_summaries.text_repr import TraceText
+from trace_summaries_harness.one_partition import summarize_many
+from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer
 from trace_summaries_tests.support.fixtures_llm import (
     checkout_events,
     checkout_text,
     fast_settings,
     numbered_text,
 )
-from trace_summaries_tests.support.openai_server import Fault, OpenAICompatibleServer
 
 
 def items(count: int) -> list[tuple[str, TraceText, list[dict[str, Any]]]]:

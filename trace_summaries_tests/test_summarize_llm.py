@@ -23,6 +23,7 @@ from trace_summaries.summarize import (
 )
 from trace_summaries.summarize.prompts import chat_messages, system_prompt
 from trace_summaries.summarize.steps import trace_name
+from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer, openai_server
 from trace_summaries_tests.support.fixtures_llm import (
     TEST_API_KEY,
     checkout_events,
@@ -30,7 +31,6 @@ from trace_summaries_tests.support.fixtures_llm import (
     fast_settings,
     rendered_checkout_text,
 )
-from trace_summaries_tests.support.openai_server import Fault, OpenAICompatibleServer, openai_server
 
 
 def summarize(summarizer: LLMSummarizer, mode: SummaryMode = "detailed") -> TraceSummaryResult:

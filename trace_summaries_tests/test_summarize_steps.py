@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from trace_summaries.sampling import TraceEvent
+from trace_summaries.sample import TraceEvent
 from trace_summaries.summarize.steps import ToolCall, trace_name, trace_steps
 
 

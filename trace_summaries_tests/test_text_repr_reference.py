@@ -12,8 +12,8 @@ from trace_summaries.text_repr import LineSource, format_trace
 from trace_summaries.text_repr.bodies import event_summary, format_cost, format_latency
 from trace_summaries.text_repr.constants import PRESERVE_HEADER_LINES, SAMPLED_VIEW_HEADER
 from trace_summaries.text_repr.events import to_render_event
+from trace_summaries.text_repr.line_sampling import sample_lines
 from trace_summaries.text_repr.numbering import add_line_numbers, number_width, numbered
-from trace_summaries.text_repr.sampling import sample_lines
 from trace_summaries.text_repr.values import truncate_middle
 
 RULE = "=" * 80

@@ -13,20 +13,20 @@ import dagster as dg
 import pytest
 
 from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
-from trace_summaries.defs.partitions import TEAMS
+from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource, LLMResource
 from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.trace_summaries import trace_summaries
-from trace_summaries.seed import seed_store
+from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries.summarize import PROMPT_VERSION
-from trace_summaries.summary_events import SummaryEvent, batch_run_id, summary_event_uuid
-from trace_summaries_tests.support.dagster_cli import PROJECT, materialize_command
+from trace_summaries.write.event import SummaryEvent, batch_run_id, summary_event_uuid
+from trace_summaries_harness.dagster_cli import PROJECT, materialize_command
+from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer, openai_server
+from trace_summaries_harness.ports import wait_until
 from trace_summaries_tests.support.expected_traces import summaries_by_team
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
-from trace_summaries_tests.support.openai_server import Fault, OpenAICompatibleServer, openai_server
 from trace_summaries_tests.support.pipeline_defs import pipeline_definitions
-from trace_summaries_tests.support.ports import wait_until
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 TEAM = 5

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from trace_summaries.defs.io_managers import partition_object_name
-from trace_summaries.sampling import TeamHourSample
-from trace_summaries.seed import seed_store
+from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
-from trace_summaries_tests.support.dagster_stack import Stack, dagster_stack
+from trace_summaries_harness.dagster_stack import Stack, dagster_stack
+from trace_summaries_tests.support.sample_files import sample_from_jsonl
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_EXECUTABLE") or "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -134,7 +134,7 @@ def test_materialize_one_team_hour_from_the_asset_page_and_see_the_run_succeed(t
         assert "dagster/backfill" not in tags
 
     written = stack.data_dir / "intermediate" / partition_object_name("sampled_traces", f"{HOUR_KEY}|{TEAM}")
-    sample = TeamHourSample.from_jsonl(written.read_bytes())
+    sample = sample_from_jsonl(written.read_bytes())
     assert sample.team_id == int(TEAM)
     assert len(sample.traces) == TRACES_PER_HOUR
     other_team = stack.data_dir / "intermediate" / partition_object_name("sampled_traces", f"{HOUR_KEY}|2")

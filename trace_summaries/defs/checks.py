@@ -4,9 +4,9 @@ import re
 
 import dagster as dg
 
-from trace_summaries.defs.partition_failures import CHECK_NAME, FAILED_PARTITIONS_TAG
-from trace_summaries.defs.partitions import TEAM_HOUR
-from trace_summaries.summary_events import SummaryEvent
+from trace_summaries.defs.partition_failures import CHECK_NAME, failed_partitions
+from trace_summaries.defs.partition_sets import TEAM_HOUR
+from trace_summaries.write.event import SummaryEvent
 
 _LINE_REF = re.compile(r"L\d+(-L\d+)?")
 
@@ -22,7 +22,7 @@ def partition_summarized(
     """
     # Read the run again: the asset adds the tag during the run, after `context.run` was loaded.
     run = context.instance.get_run_by_id(context.run.run_id)
-    failed = [key for key in (run.tags if run else {}).get(FAILED_PARTITIONS_TAG, "").split(",") if key]
+    failed = failed_partitions(run.tags if run else {})
     events = [event for events in trace_summaries.values() for event in events]
     bad_refs = [
         event.properties.trace_id

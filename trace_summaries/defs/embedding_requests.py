@@ -5,11 +5,11 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from trace_summaries.defs.partitions import TEAM_HOUR
+from trace_summaries.defs.partition_sets import TEAM_HOUR
 from trace_summaries.defs.resources import KafkaResource
-from trace_summaries.embeddings import DEFAULT_EMBEDDING_MODELS, build_embedding_request
-from trace_summaries.embeddings.summary_documents import summary_document
-from trace_summaries.summary_events import SummaryEvent
+from trace_summaries.queue import DEFAULT_EMBEDDING_MODELS, build_embedding_request
+from trace_summaries.queue.summary_documents import summary_document
+from trace_summaries.write.event import SummaryEvent
 
 
 class EmbeddingRequestsConfig(dg.Config):

@@ -1,18 +1,18 @@
 """`hourly_report`: one materialization per hour summing up every team's run, visible on the asset page."""
 
-import os
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import dagster as dg
 
+from trace_summaries.config import TeamsConfig, load
 from trace_summaries.defs.jobs import trace_summaries_job
-from trace_summaries.defs.partitions import HOURS, TEAMS
-from trace_summaries.hourly_report import build_hourly_report
-from trace_summaries.run_plan import hour_key
-from trace_summaries.sampling import TeamHourSample
-from trace_summaries.summary_events import SummaryEvent
-from trace_summaries.team_set import TeamSetConfig
-from trace_summaries.teams import InvalidTeamKey, parse_team_key
+from trace_summaries.defs.partition_sets import HOURS, TEAMS_NAME
+from trace_summaries.partitions import TeamHour, hour_key, split_key, team_window_key
+from trace_summaries.sample import TeamHourSample
+from trace_summaries.scheduling.report import build_hourly_report
+from trace_summaries.write.event import SummaryEvent
 
 _EVERY_TEAM_OF_THE_HOUR = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="hour")
 _IN_PROGRESS = [
@@ -21,15 +21,16 @@ _IN_PROGRESS = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+Value = TypeVar("Value")
 
 
-def _by_team(values: dict[str, object]) -> dict[int, object]:
-    by_team: dict[int, object] = {}
+def _by_team(values: Mapping[str, Value]) -> dict[int, Value]:
+    by_team: dict[int, Value] = {}
     for key, value in values.items():
         try:
-            by_team[parse_team_key(key.split("|")[1])] = value
-        except InvalidTeamKey:
-            continue
+            by_team[TeamHour.parse(key).team_id] = value
+        except ValueError:  # InvalidTeamKey too
+            continue  # nothing is ever written for a key that is not a team
     return by_team
 
 
@@ -52,8 +53,8 @@ def hourly_report(
     window = context.partition_time_window
     samples = _by_team(dict(sampled_traces))
     summaries = {team: len(events) for team, events in _by_team(dict(trace_summaries)).items()}
-    expected = TeamSetConfig.from_env(os.environ).allowlist
-    report = build_hourly_report(window.start, expected, samples, summaries)  # type: ignore[arg-type]
+    expected = load(TeamsConfig).allowed_team_ids
+    report = build_hourly_report(window.start, expected, samples, summaries)
     if report.failed_team_ids:
         context.log.warning(f"{hour_key(window.start)}: teams failed {report.failed_team_ids}")
     return dg.MaterializeResult(
@@ -75,12 +76,14 @@ hourly_report_job = dg.define_asset_job("hourly_report_job", selection=[hourly_r
 def hourly_report_sensor(context: dg.SensorEvaluationContext) -> list[dg.RunRequest]:
     """Reports each of the last few hours once none of its runs is still queued or running, and again
     whenever a later run (a retry, a backfill) materializes one of its partitions."""
-    teams = context.instance.get_dynamic_partitions(TEAMS.name)
+    teams = context.instance.get_dynamic_partitions(TEAMS_NAME)
     busy = context.instance.get_runs(
         filters=dg.RunsFilter(job_name=trace_summaries_job.name, statuses=_IN_PROGRESS), limit=1000
     )
     busy_hours = {
-        (run.tags.get("dagster/partition") or run.tags.get("dagster/asset_partition_range_start") or "|")[:16]
+        split_key(
+            run.tags.get("dagster/partition") or run.tags.get("dagster/asset_partition_range_start") or ""
+        )[0]
         for run in busy
     }
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -91,7 +94,8 @@ def hourly_report_sensor(context: dg.SensorEvaluationContext) -> list[dg.RunRequ
             continue
         latest = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey("trace_summaries"), asset_partitions=[f"{hour}|{t}" for t in teams]
+                asset_key=dg.AssetKey("trace_summaries"),
+                asset_partitions=[team_window_key(hour, t) for t in teams],
             ),
             limit=1,
         ).records

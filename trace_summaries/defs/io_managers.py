@@ -1,7 +1,13 @@
 """IO managers: where each asset's partitions are stored, one object per (hour, team) partition.
 
 Both handle ranged runs (a backfill or a sharded schedule tick covers many partitions in one step): outputs
-and inputs are dicts keyed by partition key.
+and inputs are dicts keyed by partition key, named below for what they hold.
+
+* ``sampled_traces`` stores ``SamplesByPartition`` as JSON-lines objects (``sample.model``), on local disk
+  or S3, and loads the same type.
+* ``trace_summaries`` stores ``SummariesByPartition`` (each partition's outcome, its events among them) by
+  replacing the partition's rows in the events table (``write.rows``), and loads ``EventsByPartition``:
+  exactly the events that are in the table.
 """
 
 import io
@@ -17,20 +23,17 @@ from boto3.s3.transfer import TransferConfig
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from trace_summaries import settings
-from trace_summaries.defs.partitions import team_hour
+from trace_summaries.config import Config
 from trace_summaries.defs.resources import ClickHouseResource
-from trace_summaries.partition_summaries import PartitionSummaries
-from trace_summaries.sampling import TeamHourSample, jsonl_lines
-from trace_summaries.store.summary_event_rows import SummaryWindow, read_partitions, replace_partitions
-from trace_summaries.summary_events import SummaryEvent
-from trace_summaries.teams import InvalidTeamKey
+from trace_summaries.partitions import InvalidTeamKey, TeamHour, partition_object_name
+from trace_summaries.sample import TeamHourSample, jsonl_lines
+from trace_summaries.summarize.partition import PartitionSummaries
+from trace_summaries.write.event import SummaryEvent
+from trace_summaries.write.rows import SummaryWindow, read_partitions, replace_partitions
 
-
-def partition_object_name(asset: str, partition_key: str) -> str:
-    """``<asset>/<hour>/<team>.jsonl``: readable paths, and one team's hours sit side by side."""
-    hour, _, team = str(partition_key).partition("|")
-    return f"{asset}/{hour.replace(':', '')}/{team}.jsonl"
+SamplesByPartition = dict[str, TeamHourSample]
+SummariesByPartition = dict[str, PartitionSummaries]
+EventsByPartition = dict[str, list[SummaryEvent]]
 
 
 class SampleStoreIOManager(dg.ConfigurableIOManager):
@@ -51,7 +54,7 @@ class SampleStoreIOManager(dg.ConfigurableIOManager):
     def location(self) -> str:
         raise NotImplementedError
 
-    def handle_output(self, context: dg.OutputContext, obj: dict[str, TeamHourSample]) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: SamplesByPartition) -> None:
         asset = context.asset_key.path[-1]
         for key in set(map(str, context.asset_partition_keys)) - set(obj):
             # A partition of the range that failed: drop its old object so no later step reads stale data.
@@ -60,10 +63,10 @@ class SampleStoreIOManager(dg.ConfigurableIOManager):
             self._write(partition_object_name(asset, key), sample)
         context.add_output_metadata({"objects_written": len(obj), "location": self.location()})
 
-    def load_input(self, context: dg.InputContext) -> dict[str, TeamHourSample]:
+    def load_input(self, context: dg.InputContext) -> SamplesByPartition:
         """The samples of the requested partitions that exist; a missing one is a partition that failed."""
         asset = context.asset_key.path[-1]
-        samples: dict[str, TeamHourSample] = {}
+        samples: SamplesByPartition = {}
         for key in context.asset_partition_keys:
             sample = self._read(partition_object_name(asset, key))
             if sample is not None:
@@ -169,17 +172,13 @@ class S3SampleIOManager(SampleStoreIOManager):
         return f"s3://{self.bucket}/{self.prefix.strip('/')}"
 
 
-def sample_io_manager() -> SampleStoreIOManager:
-    bucket = os.environ.get(settings.S3_BUCKET)
-    if not bucket:
-        return SampleIOManager(base_dir=str(settings.intermediate_dir()))
+def sample_io_manager(config: Config) -> SampleStoreIOManager:
+    if not config.s3.s3_bucket:
+        return SampleIOManager(base_dir=str(config.store.intermediate_path))
     return S3SampleIOManager(
-        s3=S3Resource(
-            endpoint_url=os.environ.get(settings.AWS_ENDPOINT_URL) or None,
-            region_name=os.environ.get(settings.AWS_REGION) or None,
-        ),
-        bucket=bucket,
-        prefix=os.environ.get(settings.S3_PREFIX) or "trace-summaries",
+        s3=S3Resource(endpoint_url=config.s3.aws_endpoint_url, region_name=config.s3.aws_region),
+        bucket=config.s3.s3_bucket,
+        prefix=config.s3.prefix,
     )
 
 
@@ -194,9 +193,9 @@ class SummaryEventsIOManager(dg.ConfigurableIOManager):
     """
 
     clickhouse: dg.ResourceDependency[ClickHouseResource]
-    _read_back: tuple[str, dict[str, list[SummaryEvent]]] | None = PrivateAttr(default=None)
+    _read_back: tuple[str, EventsByPartition] | None = PrivateAttr(default=None)
 
-    def handle_output(self, context: dg.OutputContext, obj: dict[str, PartitionSummaries]) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: SummariesByPartition) -> None:
         windows = {key: SummaryWindow(s.team_id, s.window_start, s.window_end) for key, s in obj.items()}
         with self.clickhouse.session() as client:
             written = replace_partitions(client, list(obj.values()))
@@ -206,11 +205,11 @@ class SummaryEventsIOManager(dg.ConfigurableIOManager):
             self._read_back = (run_id, {key: stored[window] for key, window in windows.items()})
         context.add_output_metadata({"events_written": written, "sink": self.clickhouse.store.describe()})
 
-    def load_input(self, context: dg.InputContext) -> dict[str, list[SummaryEvent]]:
+    def load_input(self, context: dg.InputContext) -> EventsByPartition:
         windows: dict[str, SummaryWindow] = {}
         for key in context.asset_partition_keys:
             try:
-                partition = team_hour(key)
+                partition = TeamHour.parse(key)
             except InvalidTeamKey:
                 continue  # nothing is ever written for a key that is not a team
             windows[partition.key] = SummaryWindow(

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-# In-process: the pipeline is a chain of three small steps, and one process per step would add ~1 s of
-# start-up each (measured on 2 cores: CLI runs 3.2 s in-process vs 4.6-5.6 s multiprocess).
+# In-process: the pipeline is a chain of three small steps, and one process per step would add a process
+# start-up to each.
 trace_summaries_job = dg.define_asset_job(
     "trace_summaries_job",
     selection=dg.AssetSelection.groups("trace_summaries"),

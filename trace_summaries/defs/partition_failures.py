@@ -1,19 +1,37 @@
-"""What a run does when some of its (hour, team) partitions fail.
+"""Failure bookkeeping for (hour, team) partitions: the one module that writes and reads it.
 
 A ranged run (a backfill, or a sharded schedule tick) covers many teams; one team failing must not lose the
 others' work. Each asset therefore handles each partition on its own and collects failures. If every partition
 failed the step fails as usual. Otherwise the step succeeds for the rest, and each failed partition is
 reported three ways: an error log line, a failed `partition_summarized` check evaluation for that
-partition, and the run tag the re-request sensor reads to retry it as a single-partition run.
+partition, and a run tag that the check and the retry sensor read back (``failed_partitions``).
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
 FAILED_PARTITIONS_TAG = "trace_summaries/failed_partitions"
+RETRY_ATTEMPT_TAG = "trace_summaries/retry_attempt"
+RETRY_OF_TAG = "trace_summaries/retry_of"
 CHECK_NAME = "partition_summarized"
 SUMMARIES_ASSET = dg.AssetKey("trace_summaries")
+
+
+def failed_partitions(run_tags: Mapping[str, str]) -> list[str]:
+    """The partition keys a run recorded as failed (``settle_partition_failures``), in order."""
+    return [key for key in run_tags.get(FAILED_PARTITIONS_TAG, "").split(",") if key]
+
+
+def retry_attempt(run_tags: Mapping[str, str]) -> int:
+    """How many retries of a failed partition led to this run (0: not a retry)."""
+    return int(run_tags.get(RETRY_ATTEMPT_TAG, "0"))
+
+
+def retry_tags(attempt: int, of_run_id: str) -> dict[str, str]:
+    """The tags of the run that retries a partition for the ``attempt``-th time, after run ``of_run_id``."""
+    return {RETRY_ATTEMPT_TAG: str(attempt), RETRY_OF_TAG: of_run_id}
 
 
 def settle_partition_failures(
@@ -31,12 +49,11 @@ def settle_partition_failures(
     if len(failures) >= len(context.partition_keys):
         summary = "; ".join(f"{key}: {reason}" for key, reason in sorted(failures.items())[:5])
         raise dg.Failure(description=f"every partition of the step failed. {summary}")
-    previous = (context.run.tags.get(FAILED_PARTITIONS_TAG) or "").split(",")
-    failed = sorted({*filter(None, previous), *failures})
+    failed = sorted({*failed_partitions(context.run.tags), *failures})
     context.instance.add_run_tags(context.run.run_id, {FAILED_PARTITIONS_TAG: ",".join(failed)})
     for key, reason in failures.items() if report_check else ():
         context.log_event(
-            dg.AssetCheckEvaluation(  # type: ignore[arg-type]  # log_event accepts check evaluations
+            dg.AssetCheckEvaluation(
                 asset_key=SUMMARIES_ASSET,
                 check_name=CHECK_NAME,
                 passed=False,

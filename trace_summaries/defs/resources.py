@@ -1,19 +1,28 @@
-"""Resources: thin handles on the outside world, configured from the environment."""
+"""Resources: thin handles on the outside world, built from the one configuration (``config.py``).
 
-import os
+Secrets and deployment addresses reach a resource as ``dagster.EnvVar``, so they are read at run time and
+never appear in the run configuration shown by the UI.
+"""
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 from clickhouse_connect.driver.client import Client
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr, SecretStr
 
-from trace_summaries import settings
-from trace_summaries.embeddings import kafka_config
-from trace_summaries.embeddings.kafka_config import DEFAULT_EMBEDDING_REQUESTS_TOPIC
-from trace_summaries.embeddings.producer import EmbeddingRequestProducer
+from trace_summaries.config import (
+    DEFAULT_EMBEDDING_REQUESTS_TOPIC,
+    Config,
+    KafkaConfig,
+    LLMConfig,
+    SettingError,
+)
+from trace_summaries.queue.producer import EmbeddingRequestProducer
 from trace_summaries.store import TraceStore
 from trace_summaries.summarize import LLMSettings, Summarizer, make_summarizer
+
+_LLM_DEFAULTS = LLMConfig.model_fields
 
 
 class ClickHouseResource(dg.ConfigurableResource):
@@ -31,30 +40,28 @@ class ClickHouseResource(dg.ConfigurableResource):
             yield client
 
 
-def clickhouse_resource() -> ClickHouseResource:
-    """The DSN goes through ``EnvVar`` when set (it may carry a password); else the embedded default."""
-    if os.environ.get(settings.CLICKHOUSE_DSN):
-        return ClickHouseResource(dsn=dg.EnvVar(settings.CLICKHOUSE_DSN))
-    return ClickHouseResource(dsn=settings.clickhouse_dsn())
-
-
 class LLMResource(dg.ConfigurableResource):
-    """The summarizer: an OpenAI-compatible endpoint when a key or base URL is set, else the offline one."""
+    """The summarizer: an OpenAI-compatible endpoint when a key or base URL is set, else the offline one.
+
+    ``concurrency`` and ``max_attempts`` are the defaults of a run's ``batch_size`` and ``max_attempts``.
+    """
 
     api_key: str | None = None
     base_url: str | None = None
-    model: str = "gpt-4.1-nano"
-    timeout_s: float = 120.0
+    model: str = _LLM_DEFAULTS["model"].default
+    timeout_s: float = _LLM_DEFAULTS["timeout_s"].default
+    concurrency: int = _LLM_DEFAULTS["concurrency"].default
+    max_attempts: int = _LLM_DEFAULTS["max_attempts"].default
 
-    def summarizer(self, *, model: str | None, max_attempts: int) -> Summarizer:
-        settings_ = LLMSettings(
+    def summarizer(self, *, model: str | None, max_attempts: int | None) -> Summarizer:
+        settings = LLMSettings(
             api_key=self.api_key,
             base_url=self.base_url,
             model=model or self.model,
             timeout_s=self.timeout_s,
-            max_attempts=max_attempts,
+            max_attempts=max_attempts or self.max_attempts,
         )
-        return make_summarizer(settings_)
+        return make_summarizer(settings)
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -77,13 +84,13 @@ class KafkaResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Starts the producer when the resource is initialized: with the in-process executor that is the
-        start of the run, so the producer's ~1 s of start-up overlaps sampling and summarizing instead of
-        delaying the `embedding_requests` step."""
+        start of the run, so the producer's start-up overlaps sampling and summarizing instead of delaying
+        the `embedding_requests` step."""
         if not self.configured:
             return
         try:
             self._started = self.producer()
-        except settings.SettingError:
+        except SettingError:
             return  # invalid settings: the step that sends reports them
         self._started.connect()
 
@@ -93,69 +100,55 @@ class KafkaResource(dg.ConfigurableResource):
             self._started = None
 
     def producer(self) -> EmbeddingRequestProducer:
-        """The producer started with the resource, else a new one. Validates the settings the same way the
-        worker does (same variable names in every error)."""
+        """The producer started with the resource, else a new one, checked by the same rules (and with
+        the same variable names in every error) as the configuration and the worker."""
         if self._started is not None:
             return self._started
-        environ = {
-            name: value
-            for name, value in (
-                (kafka_config.KAFKA_BOOTSTRAP_SERVERS, self.bootstrap_servers),
-                (kafka_config.KAFKA_SECURITY_PROTOCOL, self.security_protocol),
-                (kafka_config.KAFKA_SASL_MECHANISM, self.sasl_mechanism),
-                (kafka_config.KAFKA_SASL_USERNAME, self.sasl_username),
-                (kafka_config.KAFKA_SASL_PASSWORD, self.sasl_password),
-                (kafka_config.KAFKA_SSL_CA_LOCATION, self.ssl_ca_location),
-            )
-            if value
-        }
+        settings = KafkaConfig.model_construct(
+            bootstrap_servers=self.bootstrap_servers,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username,
+            sasl_password=SecretStr(self.sasl_password) if self.sasl_password else None,
+            ssl_ca_location=self.ssl_ca_location,
+        )
         return EmbeddingRequestProducer(
-            kafka_config.kafka_config_from_env(environ), self.topic, flush_timeout_s=self.flush_timeout_s
+            settings.client_config(), self.topic, flush_timeout_s=self.flush_timeout_s
         )
 
 
-def kafka_resource() -> KafkaResource:
-    """Every Kafka setting comes from the environment; the password only ever as an ``EnvVar``."""
-
-    def env(name: str) -> dg.EnvVar | None:
-        return dg.EnvVar(name) if os.environ.get(name) else None
-
-    if os.environ.get(kafka_config.KAFKA_BOOTSTRAP_SERVERS):
-        kafka_config.kafka_config_from_env()  # invalid settings fail at load time, naming the variable
-
-    return KafkaResource(
-        bootstrap_servers=env(kafka_config.KAFKA_BOOTSTRAP_SERVERS),
-        security_protocol=env(kafka_config.KAFKA_SECURITY_PROTOCOL),
-        sasl_mechanism=env(kafka_config.KAFKA_SASL_MECHANISM),
-        sasl_username=env(kafka_config.KAFKA_SASL_USERNAME),
-        sasl_password=env(kafka_config.KAFKA_SASL_PASSWORD),
-        ssl_ca_location=env(kafka_config.KAFKA_SSL_CA_LOCATION),
-        topic=kafka_config.embedding_requests_topic(),
-    )
+def _env(name: str, value: object) -> str | None:
+    """An ``EnvVar`` (read again at run time) for a variable the configuration found set, else None."""
+    return dg.EnvVar(name) if value is not None else None
 
 
-def llm_resource() -> LLMResource:
+def clickhouse_resource(config: Config) -> ClickHouseResource:
+    """The DSN goes through ``EnvVar`` when set (it may carry a password); else the embedded default."""
+    if config.store.dsn_is_set:
+        return ClickHouseResource(dsn=dg.EnvVar("TRACE_SUMMARIES_CLICKHOUSE_DSN"))
+    return ClickHouseResource(dsn=config.store.dsn)
+
+
+def llm_resource(config: Config) -> LLMResource:
     """Key and base URL are secrets or deployment facts: passed as ``EnvVar`` so they never show in config."""
     return LLMResource(
-        api_key=dg.EnvVar(settings.OPENAI_API_KEY) if os.environ.get(settings.OPENAI_API_KEY) else None,
-        base_url=dg.EnvVar(settings.OPENAI_BASE_URL) if os.environ.get(settings.OPENAI_BASE_URL) else None,
-        model=os.environ.get(settings.LLM_MODEL) or "gpt-4.1-nano",
+        api_key=_env("OPENAI_API_KEY", config.llm.api_key),
+        base_url=_env("OPENAI_BASE_URL", config.llm.base_url),
+        model=config.llm.model,
+        timeout_s=config.llm.timeout_s,
+        concurrency=config.llm.concurrency,
+        max_attempts=config.llm.max_attempts,
     )
 
 
-@dg.definitions
-def resources() -> dg.Definitions:
-    from trace_summaries.defs.io_managers import sample_io_manager, summary_events_io_manager
-
-    settings.validate_environment()  # invalid settings fail at load, naming the variable
-
-    clickhouse = clickhouse_resource()
-    return dg.Definitions(
-        resources={
-            "clickhouse": clickhouse,
-            "llm": llm_resource(),
-            "kafka": kafka_resource(),
-            "sample_io_manager": sample_io_manager(),
-            "summary_events_io_manager": summary_events_io_manager(clickhouse),
-        }
+def kafka_resource(config: Config) -> KafkaResource:
+    """Every Kafka setting comes from the environment; the password only ever as an ``EnvVar``."""
+    return KafkaResource(
+        bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", config.kafka.bootstrap_servers),
+        security_protocol=_env("KAFKA_SECURITY_PROTOCOL", config.kafka.security_protocol),
+        sasl_mechanism=_env("KAFKA_SASL_MECHANISM", config.kafka.sasl_mechanism),
+        sasl_username=_env("KAFKA_SASL_USERNAME", config.kafka.sasl_username),
+        sasl_password=_env("KAFKA_SASL_PASSWORD", config.kafka.sasl_password),
+        ssl_ca_location=_env("KAFKA_SSL_CA_LOCATION", config.kafka.ssl_ca_location),
+        topic=config.kafka.topic,
     )

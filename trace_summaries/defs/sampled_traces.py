@@ -5,11 +5,11 @@ from typing import Any
 import dagster as dg
 
 from trace_summaries.defs.partition_failures import settle_partition_failures
-from trace_summaries.defs.partitions import TEAM_HOUR, team_hour
+from trace_summaries.defs.partition_sets import TEAM_HOUR
 from trace_summaries.defs.resources import ClickHouseResource
-from trace_summaries.sampling import SamplingConfig, TeamHourSample, sample_team_hour
+from trace_summaries.partitions import InvalidTeamKey, TeamHour
+from trace_summaries.sample import SamplingConfig, TeamHourSample, sample_team_hour
 from trace_summaries.store import StoreError
-from trace_summaries.teams import InvalidTeamKey
 
 _DEFAULTS = SamplingConfig()
 # Partitions sampled in one held store session: a ranged run saves a connection (and, embedded, ~50 ms of
@@ -46,7 +46,7 @@ def sampled_traces(
             with clickhouse.session():  # held across the chunk; each partition nests its own session
                 for key in chunk:
                     try:
-                        partition = team_hour(key)
+                        partition = TeamHour.parse(key)
                         with clickhouse.session() as client:
                             window = (partition.window_start, partition.window_end)
                             samples[key] = sample_team_hour(client, partition.team_id, *window, sampling)

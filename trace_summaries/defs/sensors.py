@@ -2,20 +2,16 @@
 name the team and hour of every failed run."""
 
 import json
-import os
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from trace_summaries import settings
+from trace_summaries.config import ScheduleConfig, TeamsConfig, load
 from trace_summaries.defs.jobs import trace_summaries_job
-from trace_summaries.defs.partition_failures import FAILED_PARTITIONS_TAG
-from trace_summaries.defs.partitions import TEAMS
+from trace_summaries.defs.partition_failures import failed_partitions, retry_attempt, retry_tags
+from trace_summaries.defs.partition_sets import TEAMS, TEAMS_NAME
 from trace_summaries.defs.resources import ClickHouseResource
-from trace_summaries.team_set import TeamSetConfig, discover_teams, scheduled_teams
-
-RETRY_ATTEMPT_TAG = "trace_summaries/retry_attempt"
-RETRY_OF_TAG = "trace_summaries/retry_of"
+from trace_summaries.scheduling.team_set import discover_teams, scheduled_teams
 
 
 @dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -24,13 +20,13 @@ def team_partitions_sensor(
 ) -> dg.SensorResult:
     """Adds configured teams as partitions. Teams that leave the set are not deleted: their history stays
     and they remain available for manual runs; the schedule simply stops requesting them."""
-    config = TeamSetConfig.from_env(os.environ)
+    config = load(TeamsConfig)
     discovered: list[int] = []
-    if config.discover:
+    if config.discover_teams:
         with clickhouse.session() as client:
             discovered = discover_teams(client, datetime.now(UTC))
     wanted = [str(team) for team in scheduled_teams(config, discovered)]
-    existing = context.instance.get_dynamic_partitions(TEAMS.name)
+    existing = context.instance.get_dynamic_partitions(TEAMS_NAME)
     new = [team for team in wanted if team not in set(existing)]
     retired = sorted(set(existing) - set(wanted), key=int)
     if new:
@@ -49,7 +45,7 @@ def team_partitions_sensor(
 def failed_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Re-requests, one run per partition, the teams that failed inside a ranged run, and retries of those
     that failed again, until TRACE_SUMMARIES_RETRY_FAILED_MAX attempts."""
-    max_attempts = settings.configured_int(settings.RETRY_FAILED_MAX)
+    max_attempts = load(ScheduleConfig).retry_failed_max
     since = float(context.cursor) if context.cursor else 0.0
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(
@@ -65,9 +61,9 @@ def failed_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorRe
     for record in records:
         run = record.dagster_run
         since = max(since, record.update_timestamp.timestamp())
-        attempt = int(run.tags.get(RETRY_ATTEMPT_TAG, "0"))
+        attempt = retry_attempt(run.tags)
         if run.status == dg.DagsterRunStatus.SUCCESS:
-            failed = [key for key in run.tags.get(FAILED_PARTITIONS_TAG, "").split(",") if key]
+            failed = failed_partitions(run.tags)
         elif attempt > 0 and "dagster/partition" in run.tags:
             failed = [run.tags["dagster/partition"]]
         else:
@@ -80,7 +76,7 @@ def failed_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorRe
                 dg.RunRequest(
                     run_key=f"retry:{key}:{attempt + 1}:{run.run_id}",
                     partition_key=key,
-                    tags={RETRY_ATTEMPT_TAG: str(attempt + 1), RETRY_OF_TAG: run.run_id},
+                    tags=retry_tags(attempt + 1, run.run_id),
                 )
             )
     return dg.SensorResult(run_requests=requests, cursor=str(since))

@@ -9,30 +9,29 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
-from trace_summaries import settings
 from trace_summaries.defs.partition_failures import settle_partition_failures
-from trace_summaries.defs.partitions import TEAM_HOUR
+from trace_summaries.defs.partition_sets import TEAM_HOUR
 from trace_summaries.defs.resources import LLMResource
-from trace_summaries.partition_summaries import (
+from trace_summaries.sample import TeamHourSample
+from trace_summaries.summarize.partition import (
     ORIGINAL_RENDERING,
     PIPELINE_RENDERING,
     PartitionSummaries,
     summarize_partitions_sync,
 )
-from trace_summaries.redaction import RedactionConfig
-from trace_summaries.sampling import TeamHourSample
+from trace_summaries.text_repr.redaction import RedactionConfig
 
 PROGRESS_EVERY_S = 5.0
 
 
 class TraceSummariesConfig(dg.Config):
     mode: Literal["minimal", "detailed"] = "detailed"
-    model: str | None = None  # None: the resource's model (TRACE_SUMMARIES_LLM_MODEL or gpt-4.1-nano)
-    # Defaults from TRACE_SUMMARIES_LLM_CONCURRENCY / _MAX_ATTEMPTS. batch_size: LLM calls in flight for the
-    # step, shared by all the partitions of a ranged run; the `llm` pool (dagster.yaml) bounds how many steps
-    # call the LLM at once.
-    batch_size: int = settings.configured_int(settings.LLM_CONCURRENCY)
-    max_attempts: int = settings.configured_int(settings.LLM_MAX_ATTEMPTS)
+    model: str | None = None  # None: the resource's model (TRACE_SUMMARIES_LLM_MODEL)
+    # None: the resource's TRACE_SUMMARIES_LLM_CONCURRENCY / _MAX_ATTEMPTS. batch_size: LLM calls in flight
+    # for the step, shared by all the partitions of a ranged run; the `llm` pool (dagster.yaml) bounds how
+    # many steps call the LLM at once.
+    batch_size: int | None = Field(default=None, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1)
     # "compact": nested, de-duplicated, with feedback and metric details (fewer tokens, more signal);
     # "original": exactly the original system's rendering, for comparison.
     rendering: Literal["compact", "original"] = "compact"
@@ -72,7 +71,7 @@ def trace_summaries(
         samples,
         summarizer,
         mode=config.mode,
-        batch_size=config.batch_size,
+        batch_size=config.batch_size or llm.concurrency,
         render=render,
         on_progress=progress.partition,
         redaction=redaction,

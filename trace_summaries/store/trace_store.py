@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,19 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
-from trace_summaries import settings
+from trace_summaries.config import StoreConfig, load
 from trace_summaries.store.embedded_lock import DirectoryLock
 
 logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ("uuid", "event", "properties", "timestamp", "team_id", "distinct_id")
+
+
+def as_utc(value: datetime) -> datetime:
+    """ClickHouse drivers return naive datetimes for UTC columns; every datetime handed on is aware UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 _SCHEMA_FILES = ("events.sql",)
 
 
@@ -99,12 +106,14 @@ class TraceStore:
     ) -> None:
         """``connect_attempts`` and ``connect_backoff_s`` (the first wait; it doubles, capped at 30 s)
         default to ``TRACE_SUMMARIES_CLICKHOUSE_CONNECT_ATTEMPTS`` / ``..._CONNECT_BACKOFF_MS``."""
-        self.connect_attempts = (
-            settings.clickhouse_connect_attempts() if connect_attempts is None else connect_attempts
-        )
-        self.connect_backoff_s = (
-            settings.clickhouse_connect_backoff_s() if connect_backoff_s is None else connect_backoff_s
-        )
+        if connect_attempts is None or connect_backoff_s is None:
+            config = load(StoreConfig)
+            connect_attempts = (
+                config.clickhouse_connect_attempts if connect_attempts is None else connect_attempts
+            )
+            connect_backoff_s = config.connect_backoff_s if connect_backoff_s is None else connect_backoff_s
+        self.connect_attempts = connect_attempts
+        self.connect_backoff_s = connect_backoff_s
         if self.connect_attempts < 1 or self.connect_backoff_s < 0:
             raise ValueError("connect_attempts must be at least 1 and connect_backoff_s not negative")
         self._sleep = sleep
@@ -157,8 +166,9 @@ class TraceStore:
             if outermost:
                 self.embedded_dir.mkdir(parents=True, exist_ok=True)
                 _EmbeddedClients.current = self._open(f"chdb://{self.embedded_dir}")
-            client = _EmbeddedClients.current
-            assert client is not None
+            current = _EmbeddedClients.current
+            assert current is not None
+            client = current
             try:
                 if not outermost:
                     self._ensure_schema(client)
@@ -208,7 +218,7 @@ class TraceStore:
                     # The engine is an optional extra: production images talk to a server and leave it out.
                     raise StoreError(
                         f"the embedded ClickHouse engine for {self.describe()} is not installed: install "
-                        f"trace-summaries[embedded], or set {settings.CLICKHOUSE_DSN} to a ClickHouse "
+                        f"trace-summaries[embedded], or set TRACE_SUMMARIES_CLICKHOUSE_DSN to a ClickHouse "
                         f"server (http(s)://user:password@host:port/database)"
                     ) from exc
                 if not _transient(exc) or attempt >= self.connect_attempts:

@@ -7,20 +7,18 @@
 
 from trace_summaries.summarize.batch import (
     ProgressCallback,
-    summarize_many,
     summarize_prepared,
     systemic_failure_reason,
 )
+from trace_summaries.summarize.endpoint import LLMSettings
 from trace_summaries.summarize.heuristic import HEURISTIC_VERSION, HeuristicSummarizer, summarize_extractively
 from trace_summaries.summarize.line_refs import CheckedRefs, check_line_refs, check_summary_refs
 from trace_summaries.summarize.llm import LLMSummarizer
 from trace_summaries.summarize.modes import (
-    DEFAULT_MODE,
     MODE_RULES,
     SUMMARY_MODES,
     ModeRules,
     SummaryMode,
-    parse_mode,
 )
 from trace_summaries.summarize.pricing import DEFAULT_PRICES, ModelPrice, estimate_cost_usd
 from trace_summaries.summarize.prompts import PROMPT_VERSION, chat_messages
@@ -33,20 +31,10 @@ from trace_summaries.summarize.result import (
 )
 from trace_summaries.summarize.retry import RetryPolicy
 from trace_summaries.summarize.schema import SummarizationResponse, SummaryItem, response_format
-from trace_summaries.summarize.settings import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MODEL,
-    DEFAULT_TIMEOUT_S,
-    LLMSettings,
-)
 from trace_summaries.summarize.summarizer import Summarizer, make_summarizer, select_provider
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_MODE",
-    "DEFAULT_MODEL",
     "DEFAULT_PRICES",
-    "DEFAULT_TIMEOUT_S",
     "FAILURE_REASONS",
     "HEURISTIC_VERSION",
     "MODE_RULES",
@@ -73,11 +61,9 @@ __all__ = [
     "check_summary_refs",
     "estimate_cost_usd",
     "make_summarizer",
-    "parse_mode",
     "response_format",
     "select_provider",
     "summarize_extractively",
-    "summarize_many",
     "summarize_prepared",
     "systemic_failure_reason",
 ]

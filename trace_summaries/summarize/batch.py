@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from trace_summaries.summarize.modes import SummaryMode
 from trace_summaries.summarize.prompts import PROMPT_VERSION
 from trace_summaries.summarize.result import SYSTEMIC_REASONS, FailureReason, TraceSummaryResult
-from trace_summaries.summarize.settings import DEFAULT_BATCH_SIZE
 from trace_summaries.summarize.summarizer import Summarizer
 
 if TYPE_CHECKING:
@@ -27,33 +26,13 @@ Key = TypeVar("Key", bound=Hashable)
 ProgressCallback = Callable[[int, int, int], None]
 
 
-async def summarize_many(
-    summarizer: Summarizer,
-    items: Sequence[tuple[Key, TraceText, Sequence[Any]]],
-    mode: SummaryMode,
-    *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    on_progress: ProgressCallback | None = None,
-) -> dict[Key, TraceSummaryResult]:
-    """Summarize every ``(key, trace_text, events)``; the result has one entry per key, in input order."""
-    prepared = {key: (text, events) for key, text, events in items}
-    return await summarize_prepared(
-        summarizer,
-        [key for key, _, _ in items],
-        prepared.__getitem__,
-        mode,
-        batch_size=batch_size,
-        on_progress=on_progress,
-    )
-
-
 async def summarize_prepared(
     summarizer: Summarizer,
     keys: Sequence[Key],
     prepare: Callable[[Key], tuple[TraceText, Sequence[Any]]],
     mode: SummaryMode,
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int,
     on_progress: ProgressCallback | None = None,
     slots: asyncio.Semaphore | None = None,
 ) -> dict[Key, TraceSummaryResult]:

@@ -25,12 +25,13 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
+from trace_summaries.summarize.endpoint import LLMSettings
 from trace_summaries.summarize.line_refs import check_summary_refs, citable_lines
 from trace_summaries.summarize.modes import SummaryMode
 from trace_summaries.summarize.pricing import estimate_cost_usd
@@ -43,7 +44,6 @@ from trace_summaries.summarize.schema import (
     parse_summary,
     response_format,
 )
-from trace_summaries.summarize.settings import LLMSettings
 from trace_summaries.summarize.steps import trace_name
 
 if TYPE_CHECKING:
@@ -64,8 +64,8 @@ _CHAT_COMPLETION_OPTIONS: openai.RequestOptions = {"security": {"bearer_auth": T
 def _ssl_context() -> ssl.SSLContext:
     """The TLS context every client of this process shares.
 
-    httpx builds one per client, loading the CA bundle (~30 ms of CPU), and there is a client per event loop,
-    i.e. per partition. This is the context httpx would build by default (it honours ``SSL_CERT_FILE`` and
+    httpx builds one per client, loading the CA bundle each time (milliseconds of CPU), and there is a
+    client per event loop. This is the context httpx would build by default (it honours ``SSL_CERT_FILE`` and
     ``SSL_CERT_DIR``), built once.
     """
     return httpx2.create_ssl_context()
@@ -111,8 +111,8 @@ class LLMSummarizer:
     def __init__(self, settings: LLMSettings, *, rng: random.Random | None = None) -> None:
         self.settings = settings
         self._rng = rng or random.Random()
-        # An ``AsyncOpenAI`` keeps pooled connections bound to the event loop that opened them; a Dagster
-        # asset runs one ``asyncio.run`` per partition, so each loop gets its own client.
+        # An ``AsyncOpenAI`` keeps pooled connections bound to the event loop that opened them; every step
+        # (and every test or tool) runs its own loop, so each loop gets its own client.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
             weakref.WeakKeyDictionary()
         )
@@ -199,7 +199,8 @@ class LLMSummarizer:
             async with asyncio.timeout(self.settings.timeout_s):
                 # The request ``chat.completions.create`` makes, without its walk of the arguments through
                 # the SDK's TypedDicts: that walk (for aliases and formats our plain JSON body does not have;
-                # it returns the body unchanged) cost ~0.45 ms of CPU per call, a sixth of the whole call.
+                # it returns the body unchanged) was a large share of the client's CPU per call
+                # (bench/README.md, LLM stage).
                 # The test that both send the same request, headers included, guards the equivalence.
                 completion = await client.post(
                     "/chat/completions", cast_to=ChatCompletion, body=body, options=_CHAT_COMPLETION_OPTIONS
@@ -224,13 +225,19 @@ class LLMSummarizer:
         return _parse_completion(completion, completion._request_id)
 
 
+class _Usage(TypedDict):
+    input_tokens: int
+    output_tokens: int
+    request_id: str | None
+
+
 def _parse_completion(completion: ChatCompletion, request_id: str | None) -> _Attempt:
     usage = getattr(completion, "usage", None)
-    tokens = {
-        "input_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-        "output_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
-        "request_id": request_id,
-    }
+    tokens = _Usage(
+        input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        request_id=request_id,
+    )
     choices = getattr(completion, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None
     content = getattr(message, "content", None)

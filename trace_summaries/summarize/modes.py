@@ -12,7 +12,6 @@ from typing import Literal, get_args
 
 SummaryMode = Literal["minimal", "detailed"]
 SUMMARY_MODES: tuple[SummaryMode, ...] = get_args(SummaryMode)
-DEFAULT_MODE: SummaryMode = "detailed"
 
 TITLE_MAX_WORDS = 10
 
@@ -49,12 +48,3 @@ MODE_RULES: dict[SummaryMode, ModeRules] = {
         notes_for_outliers=True,
     ),
 }
-
-
-def parse_mode(value: str) -> SummaryMode:
-    """A mode from configuration text; unknown values are an error, not a silent fallback."""
-    normalised = value.strip().lower()
-    for mode in SUMMARY_MODES:
-        if mode == normalised:
-            return mode
-    raise ValueError(f"unknown summary mode {value!r}: expected one of {', '.join(SUMMARY_MODES)}")

@@ -68,8 +68,8 @@ def strict_json_schema() -> dict[str, Any]:
 def response_format() -> dict[str, Any]:
     """The ``response_format`` argument of a chat completion: strict JSON schema output.
 
-    Built once per process: pydantic regenerates the schema on every call (~0.35 ms of CPU), which was paid
-    on every LLM call. The dict is shared, so it must not be mutated.
+    Built once per process: pydantic regenerates the schema on every call, which was paid on every LLM
+    call. The dict is shared, so it must not be mutated.
     """
     return {
         "type": "json_schema",

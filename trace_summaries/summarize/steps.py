@@ -165,7 +165,7 @@ def _messages(value: Any) -> list[tuple[str, str]]:
     for item in value:
         if not isinstance(item, Mapping):
             continue
-        message = item.get("message") if isinstance(item.get("message"), Mapping) else item
+        message = _nested(item, "message")
         result.append((str(message.get("role") or "assistant"), content_text(message.get("content"))))
     return result
 
@@ -209,10 +209,10 @@ def _tool_calls(props: Mapping[str, Any]) -> list[ToolCall]:
     for choice in raw:
         if not isinstance(choice, Mapping):
             continue
-        message = choice.get("message") if isinstance(choice.get("message"), Mapping) else choice
+        message = _nested(choice, "message")
         for call in message.get("tool_calls") or []:
             if isinstance(call, Mapping):
-                function = call.get("function") if isinstance(call.get("function"), Mapping) else call
+                function = _nested(call, "function")
                 calls.append(_tool_call(function.get("name"), function.get("arguments")))
         content = message.get("content")
         blocks = content if isinstance(content, Sequence) and not isinstance(content, str) else []
@@ -283,3 +283,9 @@ def _json_or_none(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return None
+
+
+def _nested(value: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``value[key]`` when it is a mapping (OpenAI's ``{"message": {...}}``), else ``value`` itself."""
+    inner = value.get(key)
+    return inner if isinstance(inner, Mapping) else value

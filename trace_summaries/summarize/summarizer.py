@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from trace_summaries.summarize.endpoint import LLMSettings
 from trace_summaries.summarize.heuristic import HeuristicSummarizer
 from trace_summaries.summarize.llm import LLMSummarizer
 from trace_summaries.summarize.modes import SummaryMode
 from trace_summaries.summarize.result import Provider, TraceSummaryResult
-from trace_summaries.summarize.settings import LLMSettings
 
 if TYPE_CHECKING:
     from trace_summaries.text_repr import TraceText

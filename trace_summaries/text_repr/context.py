@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from trace_summaries.text_repr.dedupe import BlockAnchor, DedupeRegistry, block_keys, worth_referencing
+from trace_summaries.text_repr.anchors import BlockAnchor
+from trace_summaries.text_repr.dedupe import DedupeRegistry, block_keys, worth_referencing
 from trace_summaries.text_repr.lines import Fragment, RefLine, range_parts, text_lines
 from trace_summaries.text_repr.options import RenderOptions
 from trace_summaries.text_repr.values import dumps, truncate_middle

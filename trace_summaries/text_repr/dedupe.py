@@ -22,52 +22,18 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from trace_summaries.text_repr.anchors import (
+    Anchor,
+    BlockAnchor,
+    BlockKey,
+    ToolsAnchor,
+)
 from trace_summaries.text_repr.constants import DEDUPE_MIN_BLOCK_CHARS, DEDUPE_MIN_BLOCK_LINES
 from trace_summaries.text_repr.values import canonical_json
 
 # A message as rendered, without its index: the role, then the lines under the ``[i] ROLE`` header (text, or
 # a reference line). Two messages are "the same" when a reader could not tell them apart.
 MessageKey = tuple[str, tuple[Hashable, ...]]
-
-
-@dataclass(frozen=True)
-class ToolsAnchor:
-    """The ``AVAILABLE TOOLS`` line of a tool list, at the anchor's offset."""
-
-    key: str
-
-
-# A value is found again by its rendered lines (``("text", lines)``) or, for a dict or list, by its JSON
-# (``("json", canonical JSON)``): a tool span's output state and the tool message that carries the same
-# result as a JSON string render differently but are the same value.
-BlockKey = tuple[str, Hashable]
-
-
-@dataclass(frozen=True)
-class BlockAnchor:
-    """A rendered value of ``length`` lines starting at the anchor's offset."""
-
-    key: BlockKey
-    length: int
-
-
-@dataclass(frozen=True)
-class MessageEntry:
-    """Where one message of a list sits, relative to the anchor; ``source`` is set (absolute) when the entry
-    is itself a reference, and then names the full rendering it stands for."""
-
-    start: int
-    end: int
-    source: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True)
-class MessagesAnchor:
-    keys: tuple[int, ...]
-    entries: tuple[MessageEntry, ...]
-
-
-Anchor = ToolsAnchor | BlockAnchor | MessagesAnchor
 
 
 @dataclass(frozen=True)

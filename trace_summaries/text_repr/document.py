@@ -19,9 +19,9 @@ from trace_summaries.text_repr.constants import (
     SAMPLED_VIEW_NOTE_POSITION,
 )
 from trace_summaries.text_repr.dedupe import DedupeRegistry
+from trace_summaries.text_repr.line_sampling import sample_lines
 from trace_summaries.text_repr.lines import Cited, Fragment, Line, RefLine, Renumber, is_blank, text_lines
 from trace_summaries.text_repr.numbering import number_width, numbered
-from trace_summaries.text_repr.sampling import sample_lines
 
 SECTIONS = frozenset(
     {

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from trace_summaries.text_repr.dedupe import Anchor
+    from trace_summaries.text_repr.anchors import Anchor
 
 # Everything ``str.splitlines`` treats as a line boundary besides "\n": a consumer that splits the text with
 # ``splitlines`` must see the same lines as the numbering did.

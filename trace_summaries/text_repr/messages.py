@@ -14,16 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trace_summaries.text_repr.anchors import BlockAnchor, BlockKey, MessageEntry, MessagesAnchor
 from trace_summaries.text_repr.constants import SEPARATOR
 from trace_summaries.text_repr.context import RenderContext, same_as
-from trace_summaries.text_repr.dedupe import (
-    BlockAnchor,
-    BlockKey,
-    MessageEntry,
-    MessagesAnchor,
-    json_key,
-    worth_referencing,
-)
+from trace_summaries.text_repr.dedupe import json_key, worth_referencing
 from trace_summaries.text_repr.lines import Cited, Fragment, Line, RefLine, range_parts, text_lines
 from trace_summaries.text_repr.values import as_text, one_line_text, parse_structured_string, unparsed
 

@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from trace_summaries.text_repr.anchors import ToolsAnchor
 from trace_summaries.text_repr.context import RenderContext
-from trace_summaries.text_repr.dedupe import ToolsAnchor
 from trace_summaries.text_repr.lines import Cited, Fragment, RefLine, text_lines
 from trace_summaries.text_repr.values import as_text, canonical_json, dumps, one_line_text
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from trace_summaries.store import TraceStore
-from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer
+from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer
 
 
 @pytest.fixture

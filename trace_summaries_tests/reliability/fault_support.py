@@ -29,28 +29,26 @@ import dagster as dg
 import openai
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from trace_summaries import settings
 from trace_summaries.defs.embedding_requests import embedding_requests
 from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
-from trace_summaries.defs.partitions import TEAM_HOUR, TEAMS
+from trace_summaries.defs.partition_sets import TEAM_HOUR, TEAMS
 from trace_summaries.defs.resources import ClickHouseResource, KafkaResource, LLMResource
 from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.trace_summaries import trace_summaries
-from trace_summaries.embeddings.embedder import OpenAIEmbedder
-from trace_summaries.embeddings.kafka_config import KAFKA_TOPIC_EMBEDDING_REQUESTS
-from trace_summaries.embeddings.request import document_type_for_mode
-from trace_summaries.embeddings.worker import EmbeddingWorker
-from trace_summaries.seed import seed_store
+from trace_summaries.demo import seed_store
+from trace_summaries.queue.request import document_type_for_mode
 from trace_summaries.store import TraceStore
-from trace_summaries.summary_events import batch_run_id, summary_event_uuid
+from trace_summaries.worker.consumer import EmbeddingWorker
+from trace_summaries.worker.embedder import OpenAIEmbedder
+from trace_summaries.write.event import batch_run_id, summary_event_uuid
+from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
+from trace_summaries_harness.dagster_cli import PROJECT, materialize_command
+from trace_summaries_harness.kafka_broker import KafkaBroker
+from trace_summaries_harness.ports import wait_until
 from trace_summaries_tests.reliability import ledger
-from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
-from trace_summaries_tests.support.dagster_cli import PROJECT, materialize_command
 from trace_summaries_tests.support.expected_traces import expected_traces, summary_rows
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
-from trace_summaries_tests.support.kafka_broker import KafkaBroker
 from trace_summaries_tests.support.kafka_topics import read_topic
-from trace_summaries_tests.support.ports import wait_until
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 MODE = "detailed"
@@ -61,11 +59,11 @@ CLICKHOUSE_USER, CLICKHOUSE_PASSWORD = "fault_tester", "f@ult pw:/#42"
 CONNECT_ATTEMPTS = 3
 CONNECT_BACKOFF_MS = 100
 CONNECT_RETRY_ENV = {
-    settings.CLICKHOUSE_CONNECT_ATTEMPTS: str(CONNECT_ATTEMPTS),
-    settings.CLICKHOUSE_CONNECT_BACKOFF_MS: str(CONNECT_BACKOFF_MS),
+    "TRACE_SUMMARIES_CLICKHOUSE_CONNECT_ATTEMPTS": str(CONNECT_ATTEMPTS),
+    "TRACE_SUMMARIES_CLICKHOUSE_CONNECT_BACKOFF_MS": str(CONNECT_BACKOFF_MS),
 }
-# Text that identifies a statement in the ClickHouse front's fault ``match`` (see sampling.py and
-# store/summary_event_rows.py): only the sampling query ranks traces by their first timestamp; the IO
+# Text that identifies a statement in the ClickHouse front's fault ``match`` (see sample/query.py and
+# write/rows.py): only the sampling query ranks traces by their first timestamp; the IO
 # manager's write is a DELETE of the partition's summaries, then an INSERT into `events`.
 SAMPLING_QUERY_MARKER = "first_timestamp"
 SUMMARY_DELETE_MARKER = "DELETE FROM events"
@@ -287,16 +285,16 @@ class Pipeline:
         }
         env |= {
             "DAGSTER_HOME": self.instance.root_directory,
-            settings.CLICKHOUSE_DSN: self.store.dsn,
-            settings.INTERMEDIATE_DIR: str(self.intermediate_dir),
+            "TRACE_SUMMARIES_CLICKHOUSE_DSN": self.store.dsn,
+            "TRACE_SUMMARIES_INTERMEDIATE_DIR": str(self.intermediate_dir),
             **CONNECT_RETRY_ENV,
         }
         if self.llm_base_url:
-            env |= {settings.OPENAI_API_KEY: TEST_API_KEY, settings.OPENAI_BASE_URL: self.llm_base_url}
+            env |= {"OPENAI_API_KEY": TEST_API_KEY, "OPENAI_BASE_URL": self.llm_base_url}
         if self.kafka is not None:
             env |= {
-                settings.KAFKA_BOOTSTRAP_SERVERS: self.kafka.bootstrap_servers,
-                KAFKA_TOPIC_EMBEDDING_REQUESTS: self.topic,
+                "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+                "KAFKA_TOPIC_EMBEDDING_REQUESTS": self.topic,
             }
         return env
 

@@ -25,15 +25,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trace_summaries.defs.partitions import TEAMS, team_hour
+from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import LLMResource
-from trace_summaries.partition_summaries import (
-    ORIGINAL_RENDERING,
-    PIPELINE_RENDERING,
-    PartitionSummaries,
-    summarize_partition_sync,
-)
-from trace_summaries.sampling import (
+from trace_summaries.partitions import InvalidTeamKey, TeamHour
+from trace_summaries.sample import (
     AI_EVENT_TYPES,
     TOO_DEEP,
     SamplingConfig,
@@ -42,16 +37,25 @@ from trace_summaries.sampling import (
     sample_team_hour,
 )
 from trace_summaries.store import EVENT_COLUMNS, EventRow, TraceStore
-from trace_summaries.store.summary_event_rows import read_summary_events, replace_summary_events
 from trace_summaries.summarize import HeuristicSummarizer, Summarizer
-from trace_summaries.summary_events import SummaryEvent, SummaryEventProperties
-from trace_summaries.teams import InvalidTeamKey
+from trace_summaries.summarize.partition import (
+    ORIGINAL_RENDERING,
+    PIPELINE_RENDERING,
+    PartitionSummaries,
+)
 from trace_summaries.text_repr import RenderOptions
+from trace_summaries.write.event import SummaryEvent, SummaryEventProperties
+from trace_summaries_harness.one_partition import (
+    read_summary_events,
+    replace_summary_events,
+    summarize_partition_sync,
+)
+from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer
 from trace_summaries_tests.reliability.ledger import record
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
-from trace_summaries_tests.support.openai_server import Fault, OpenAICompatibleServer
 from trace_summaries_tests.support.pipeline_defs import pipeline_definitions
+from trace_summaries_tests.support.sample_files import sample_from_jsonl, sample_to_jsonl
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 END = HOUR + timedelta(hours=1)
@@ -217,7 +221,7 @@ def run_partition(
             ).result_rows
         }
         # The IO manager's round trip: what trace_summaries reads is what sampled_traces wrote.
-        restored = TeamHourSample.from_jsonl(sample.to_jsonl())
+        restored = sample_from_jsonl(sample_to_jsonl(sample))
         assert restored == sample
         summaries = summarize_partition_sync(
             restored, summarizer or HeuristicSummarizer(), mode="detailed", batch_size=4, render=render
@@ -818,7 +822,7 @@ BAD_TEAM_KEYS = ["1 OR 1=1", "-1", "0", "１", "1,2", "", "01", " 7"]
 @pytest.mark.parametrize("key", [*BAD_TEAM_KEYS, "1|2"])
 def test_bad_team_keys_are_refused_with_an_error_naming_them(key: str) -> None:
     with pytest.raises(InvalidTeamKey) as raised:
-        team_hour(f"{HOUR_KEY}|{key}")
+        TeamHour.parse(f"{HOUR_KEY}|{key}")
     assert repr(key) in str(raised.value)
     record("bad_input", "team_key:refused")
 
@@ -828,7 +832,7 @@ def ranged_run_with_bad_keys(
 ) -> tuple[dg.ExecuteInProcessResult, dict[int, int]]:
     """A ranged run over teams 3 .. 5 with the bad keys between them (keys never reach the store: one
     ClickHouse path is enough)."""
-    from trace_summaries.seed import seed_store
+    from trace_summaries.demo import seed_store
 
     store = TraceStore(f"chdb://{tmp_path / 'clickhouse'}")
     seed_store(store, [3, 5], [HOUR], 2, progress=False, oversized_fraction=0.0)

@@ -28,6 +28,8 @@ import dagster as dg
 import pytest
 
 from trace_summaries.store import StoreError, TraceStore
+from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer
+from trace_summaries_harness.ports import wait_until
 from trace_summaries_tests.reliability.fault_support import (
     CLICKHOUSE_PASSWORD,
     CONNECT_ATTEMPTS,
@@ -47,9 +49,7 @@ from trace_summaries_tests.reliability.fault_support import (
     summary_rows,
     tally,
 )
-from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer
 from trace_summaries_tests.support.expected_traces import summary_count_and_distinct
-from trace_summaries_tests.support.ports import wait_until
 
 TEAM = 31
 KEY = partition_key(TEAM)

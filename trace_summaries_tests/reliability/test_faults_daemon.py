@@ -25,14 +25,7 @@ from pathlib import Path
 import pytest
 
 from trace_summaries.store import TraceStore
-from trace_summaries_tests.reliability.fault_support import (
-    HOUR,
-    hour_key,
-    record_outcome,
-    seed,
-    tally,
-)
-from trace_summaries_tests.support.dagster_stack import (
+from trace_summaries_harness.dagster_stack import (
     BACKFILL_DONE,
     PROJECT,
     WORKSPACE,
@@ -40,10 +33,17 @@ from trace_summaries_tests.support.dagster_stack import (
     Stack,
     dagster_stack,
 )
+from trace_summaries_harness.openai_server import openai_server
+from trace_summaries_harness.ports import wait_until
+from trace_summaries_tests.reliability.fault_support import (
+    HOUR,
+    hour_key,
+    record_outcome,
+    seed,
+    tally,
+)
 from trace_summaries_tests.support.expected_traces import summary_count_and_distinct
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
-from trace_summaries_tests.support.openai_server import openai_server
-from trace_summaries_tests.support.ports import wait_until
 
 TEAMS = [61, 62, 63]
 HOURS = [HOUR + timedelta(hours=i) for i in range(4)]

@@ -26,7 +26,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from trace_summaries.embeddings.worker import BatchReport
+from trace_summaries.worker.consumer import BatchReport
+from trace_summaries_harness.kafka_broker import KafkaBroker, running_kafka_broker
+from trace_summaries_harness.openai_server import OpenAICompatibleServer
+from trace_summaries_harness.ports import wait_until
 from trace_summaries_tests.reliability.fault_support import (
     HOUR,
     Expected,
@@ -44,9 +47,6 @@ from trace_summaries_tests.reliability.fault_support import (
     tally,
     topic_keys,
 )
-from trace_summaries_tests.support.kafka_broker import KafkaBroker, running_kafka_broker
-from trace_summaries_tests.support.openai_server import OpenAICompatibleServer
-from trace_summaries_tests.support.ports import wait_until
 
 TEAM = 51
 KEY = partition_key(TEAM)

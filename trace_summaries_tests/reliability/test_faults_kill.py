@@ -37,7 +37,10 @@ import dagster as dg
 import pytest
 
 from trace_summaries.defs.io_managers import partition_object_name
-from trace_summaries.sampling import TeamHourSample
+from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer
+from trace_summaries_harness.kafka_broker import KafkaBroker, running_kafka_broker
+from trace_summaries_harness.openai_server import OpenAICompatibleServer
+from trace_summaries_harness.ports import wait_until
 from trace_summaries_tests.reliability.fault_support import (
     EVENTS_INSERT_MARKER,
     HOUR,
@@ -61,11 +64,8 @@ from trace_summaries_tests.reliability.fault_support import (
     tally,
     topic_keys,
 )
-from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer
 from trace_summaries_tests.support.expected_traces import summary_count_and_distinct
-from trace_summaries_tests.support.kafka_broker import KafkaBroker, running_kafka_broker
-from trace_summaries_tests.support.openai_server import OpenAICompatibleServer
-from trace_summaries_tests.support.ports import wait_until
+from trace_summaries_tests.support.sample_files import sample_from_jsonl
 
 Stage = Literal["sampling", "summarizing", "writing", "queueing"]
 TEAM = 41
@@ -208,7 +208,7 @@ def test_a_run_killed_at_each_stage_converges_on_rerun_without_duplicates(
     assert keys == Counter(dict.fromkeys(expected.message_keys(), 2)), keys
     assert embeddings.exact, embeddings
     assert partition_status(instance, KILLED_ASSET[stage], KEY) == {"materialized"}
-    sample = TeamHourSample.from_jsonl(
+    sample = sample_from_jsonl(
         (pipeline.intermediate_dir / partition_object_name("sampled_traces", KEY)).read_bytes()
     )
     assert len(sample.traces) == TRACES

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer, RecordedRequest
 from trace_summaries_tests.reliability.fault_support import (
     HOUR,
     Pipeline,
@@ -30,7 +31,6 @@ from trace_summaries_tests.reliability.fault_support import (
     tally,
 )
 from trace_summaries_tests.support.expected_traces import summary_count_and_distinct
-from trace_summaries_tests.support.openai_server import Fault, OpenAICompatibleServer, RecordedRequest
 
 TEAM = 21
 KEY = partition_key(TEAM)

@@ -20,20 +20,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
-from trace_summaries.defs.partitions import TEAMS
+from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource, LLMResource
 from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.trace_summaries import trace_summaries
-from trace_summaries.partition_summaries import PIPELINE_RENDERING, render_trace
-from trace_summaries.redaction import RedactionConfig, luhn_valid, redact_text, redact_trace_text
-from trace_summaries.sampling import TeamHourSample
+from trace_summaries.sample import TeamHourSample
 from trace_summaries.store import TraceStore
-from trace_summaries.store.summary_event_rows import read_summary_events
+from trace_summaries.summarize.partition import PIPELINE_RENDERING, render_trace
 from trace_summaries.text_repr import format_trace
+from trace_summaries.text_repr.redaction import RedactionConfig, luhn_valid, redact_text, redact_trace_text
+from trace_summaries_harness.one_partition import read_summary_events
+from trace_summaries_harness.openai_server import OpenAICompatibleServer
 from trace_summaries_tests.reliability.ledger import record
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY, checkout_events
-from trace_summaries_tests.support.openai_server import OpenAICompatibleServer
 
 ON = RedactionConfig(enabled=True)
 

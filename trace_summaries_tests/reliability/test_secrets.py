@@ -25,21 +25,20 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from trace_summaries import settings
+from trace_summaries import config
 from trace_summaries.defs.embedding_requests import embedding_requests
 from trace_summaries.defs.io_managers import sample_io_manager, summary_events_io_manager
-from trace_summaries.defs.partitions import TEAMS
+from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import KafkaResource, clickhouse_resource, llm_resource
 from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.trace_summaries import trace_summaries
-from trace_summaries.embeddings import kafka_config
-from trace_summaries.seed import seed_store
+from trace_summaries.demo import seed_store
 from trace_summaries.store import StoreError, TraceStore
+from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
+from trace_summaries_harness.dagster_cli import PROJECT, materialize_command
+from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer, openai_server
+from trace_summaries_harness.ports import free_port
 from trace_summaries_tests.reliability.ledger import record
-from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
-from trace_summaries_tests.support.dagster_cli import PROJECT, materialize_command
-from trace_summaries_tests.support.openai_server import Fault, OpenAICompatibleServer, openai_server
-from trace_summaries_tests.support.ports import free_port
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 HOUR_KEY = "2026-11-20-09:00"
@@ -145,20 +144,20 @@ def production_env(
     """The deployment's environment, secrets included; returns the intermediate directory."""
     intermediate = tmp_path / "intermediate"
     env = {
-        settings.CLICKHOUSE_DSN: secret_front.dsn,
-        settings.CLICKHOUSE_CONNECT_ATTEMPTS: "1",
-        settings.OPENAI_API_KEY: LLM_KEY,
-        settings.OPENAI_BASE_URL: keyed_llm.base_url,
-        settings.INTERMEDIATE_DIR: str(intermediate),
-        kafka_config.KAFKA_BOOTSTRAP_SERVERS: f"127.0.0.1:{free_port()}",  # nobody listens
-        kafka_config.KAFKA_SECURITY_PROTOCOL: "SASL_PLAINTEXT",
-        kafka_config.KAFKA_SASL_MECHANISM: "SCRAM-SHA-256",
-        kafka_config.KAFKA_SASL_USERNAME: KAFKA_USER,
-        kafka_config.KAFKA_SASL_PASSWORD: KAFKA_PASSWORD,
+        "TRACE_SUMMARIES_CLICKHOUSE_DSN": secret_front.dsn,
+        "TRACE_SUMMARIES_CLICKHOUSE_CONNECT_ATTEMPTS": "1",
+        "OPENAI_API_KEY": LLM_KEY,
+        "OPENAI_BASE_URL": keyed_llm.base_url,
+        "TRACE_SUMMARIES_INTERMEDIATE_DIR": str(intermediate),
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nobody listens
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+        "KAFKA_SASL_USERNAME": KAFKA_USER,
+        "KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    settings.validate_environment()
+    config.load_config()
     caplog.set_level(logging.DEBUG)
     return intermediate
 
@@ -170,19 +169,20 @@ def production_resources() -> dict[str, Any]:
     def env(name: str) -> dg.EnvVar:
         return dg.EnvVar(name)
 
-    clickhouse = clickhouse_resource()
+    settings = config.load_config()
+    clickhouse = clickhouse_resource(settings)
     return {
         "clickhouse": clickhouse,
-        "llm": llm_resource(),
+        "llm": llm_resource(settings),
         "kafka": KafkaResource(
-            bootstrap_servers=env(kafka_config.KAFKA_BOOTSTRAP_SERVERS),
-            security_protocol=env(kafka_config.KAFKA_SECURITY_PROTOCOL),
-            sasl_mechanism=env(kafka_config.KAFKA_SASL_MECHANISM),
-            sasl_username=env(kafka_config.KAFKA_SASL_USERNAME),
-            sasl_password=env(kafka_config.KAFKA_SASL_PASSWORD),
+            bootstrap_servers=env("KAFKA_BOOTSTRAP_SERVERS"),
+            security_protocol=env("KAFKA_SECURITY_PROTOCOL"),
+            sasl_mechanism=env("KAFKA_SASL_MECHANISM"),
+            sasl_username=env("KAFKA_SASL_USERNAME"),
+            sasl_password=env("KAFKA_SASL_PASSWORD"),
             flush_timeout_s=2.0,
         ),
-        "sample_io_manager": sample_io_manager(),
+        "sample_io_manager": sample_io_manager(settings),
         "summary_events_io_manager": summary_events_io_manager(clickhouse),
     }
 
@@ -262,13 +262,13 @@ def test_a_wrong_llm_key_fails_the_run_without_showing_either_key(
     capfd: pytest.CaptureFixture[str],
     endpoint: str,
 ) -> None:
-    monkeypatch.setenv(settings.OPENAI_API_KEY, WRONG_LLM_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", WRONG_LLM_KEY)
     with openai_server(require_api_key=LLM_KEY if endpoint == "rejects the key" else None) as server:
         if endpoint == "echoes the key in its error":
             # Some gateways quote the key they refused; the pipeline must not pass that on.
             message = f"Incorrect API key provided: {WRONG_LLM_KEY}"
             server.add_fault_rule("", [Fault.http_status(401, message)], repeat=True)
-        monkeypatch.setenv(settings.OPENAI_BASE_URL, server.base_url)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         result = materialize(instance, 62)
         calls = server.chat_requests()
 
@@ -300,7 +300,7 @@ def test_clickhouse_errors_name_the_host_and_mask_the_password(
     }[problem]
     password = CH_PASSWORD + ("-but-wrong" if problem == "wrong password" else "")
     dsn = f"http://{CH_USER}:{password}@{host}/default"
-    monkeypatch.setenv(settings.CLICKHOUSE_DSN, dsn)
+    monkeypatch.setenv("TRACE_SUMMARIES_CLICKHOUSE_DSN", dsn)
 
     # Directly: the store's own error.
     with pytest.raises(StoreError) as raised, TraceStore(dsn).session() as client:
@@ -324,11 +324,11 @@ def test_clickhouse_errors_name_the_host_and_mask_the_password(
 @pytest.mark.parametrize(
     "overrides",
     [
-        {kafka_config.KAFKA_SECURITY_PROTOCOL: "PLAINTEXT"},  # credentials without SASL
-        {kafka_config.KAFKA_SECURITY_PROTOCOL: "SASL_WHATEVER"},
-        {kafka_config.KAFKA_SASL_MECHANISM: "GSSAPI"},
-        {kafka_config.KAFKA_SASL_USERNAME: ""},  # a password without a user
-        {kafka_config.KAFKA_SSL_CA_LOCATION: "/nonexistent/ca.pem"},
+        {"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"},  # credentials without SASL
+        {"KAFKA_SECURITY_PROTOCOL": "SASL_WHATEVER"},
+        {"KAFKA_SASL_MECHANISM": "GSSAPI"},
+        {"KAFKA_SASL_USERNAME": ""},  # a password without a user
+        {"KAFKA_SSL_CA_LOCATION": "/nonexistent/ca.pem"},
     ],
     ids=["plaintext", "bad-protocol", "bad-mechanism", "no-user", "ca-without-tls"],
 )
@@ -336,32 +336,32 @@ def test_kafka_configuration_errors_never_echo_the_password(
     monkeypatch: pytest.MonkeyPatch, overrides: dict[str, str]
 ) -> None:
     env = {
-        kafka_config.KAFKA_BOOTSTRAP_SERVERS: "127.0.0.1:9",
-        kafka_config.KAFKA_SECURITY_PROTOCOL: "SASL_PLAINTEXT",
-        kafka_config.KAFKA_SASL_USERNAME: KAFKA_USER,
-        kafka_config.KAFKA_SASL_PASSWORD: KAFKA_PASSWORD,
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_USERNAME": KAFKA_USER,
+        "KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
         **overrides,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     messages: list[str] = []
     for check in (
-        lambda: kafka_config.kafka_config_from_env(dict(os.environ)),
-        settings.validate_environment,
+        lambda: config.load(config.KafkaConfig).client_config(),
+        config.load_config,
     ):
-        with pytest.raises(settings.SettingError) as raised:
+        with pytest.raises(config.SettingError) as raised:
             check()
         messages.append("".join(traceback.format_exception(raised.value)))
     # And as a resource: the producer validates the same settings.
     resource = KafkaResource(
-        bootstrap_servers=env[kafka_config.KAFKA_BOOTSTRAP_SERVERS],
-        security_protocol=env[kafka_config.KAFKA_SECURITY_PROTOCOL],
-        sasl_mechanism=env.get(kafka_config.KAFKA_SASL_MECHANISM),
-        sasl_username=env[kafka_config.KAFKA_SASL_USERNAME] or None,
+        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+        security_protocol=env["KAFKA_SECURITY_PROTOCOL"],
+        sasl_mechanism=env.get("KAFKA_SASL_MECHANISM"),
+        sasl_username=env["KAFKA_SASL_USERNAME"] or None,
         sasl_password=KAFKA_PASSWORD,
-        ssl_ca_location=env.get(kafka_config.KAFKA_SSL_CA_LOCATION),
+        ssl_ca_location=env.get("KAFKA_SSL_CA_LOCATION"),
     )
-    with pytest.raises(settings.SettingError) as raised:
+    with pytest.raises(config.SettingError) as raised:
         resource.producer()
     messages.append("".join(traceback.format_exception(raised.value)))
     found = [leak for message in messages for leak in leaks("kafka settings error", message)]
@@ -383,15 +383,15 @@ def test_a_run_in_its_own_process_with_a_wrong_key_prints_no_secret(
     env = {
         **os.environ,
         "DAGSTER_HOME": instance.root_directory,
-        settings.CLICKHOUSE_DSN: secret_front.dsn,
-        settings.CLICKHOUSE_CONNECT_ATTEMPTS: "1",
-        settings.OPENAI_API_KEY: WRONG_LLM_KEY,
-        settings.OPENAI_BASE_URL: keyed_llm.base_url,
-        settings.INTERMEDIATE_DIR: str(intermediate),
-        kafka_config.KAFKA_BOOTSTRAP_SERVERS: f"127.0.0.1:{free_port()}",
-        kafka_config.KAFKA_SECURITY_PROTOCOL: "SASL_PLAINTEXT",
-        kafka_config.KAFKA_SASL_USERNAME: KAFKA_USER,
-        kafka_config.KAFKA_SASL_PASSWORD: KAFKA_PASSWORD,
+        "TRACE_SUMMARIES_CLICKHOUSE_DSN": secret_front.dsn,
+        "TRACE_SUMMARIES_CLICKHOUSE_CONNECT_ATTEMPTS": "1",
+        "OPENAI_API_KEY": WRONG_LLM_KEY,
+        "OPENAI_BASE_URL": keyed_llm.base_url,
+        "TRACE_SUMMARIES_INTERMEDIATE_DIR": str(intermediate),
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_USERNAME": KAFKA_USER,
+        "KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
     }
     select = ",".join(asset.key.to_user_string() for asset in ASSETS)
     completed = subprocess.run(

@@ -19,18 +19,18 @@ import pytest
 
 from trace_summaries.defs.embedding_requests import embedding_requests
 from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
-from trace_summaries.defs.partitions import TEAMS
+from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource, KafkaResource, LLMResource
 from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.trace_summaries import trace_summaries
-from trace_summaries.sampling import SamplingStats, TeamHourSample
-from trace_summaries.seed import neighbour_team, seed_store
+from trace_summaries.demo import neighbour_team, seed_store
+from trace_summaries.sample import SamplingStats, TeamHourSample
 from trace_summaries.store import TraceStore
+from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer
+from trace_summaries_harness.openai_server import OpenAICompatibleServer
 from trace_summaries_tests.reliability.ledger import record
-from trace_summaries_tests.support.clickhouse_http import ClickHouseHTTPServer
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
-from trace_summaries_tests.support.openai_server import OpenAICompatibleServer
 
 HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 END = HOUR + timedelta(hours=1)

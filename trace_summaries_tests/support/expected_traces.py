@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from trace_summaries.sampling import AI_EVENT_TYPES, as_utc
-from trace_summaries.store import TraceStore
+from trace_summaries.sample import AI_EVENT_TYPES
+from trace_summaries.store import TraceStore, as_utc
 
 EXPECTED_TRACES_SQL = """
 SELECT team_id, toStartOfHour(first_seen) AS hour, trace_id

@@ -14,7 +14,7 @@ import pytest
 
 from trace_summaries.summarize import LLMSettings
 from trace_summaries.text_repr import LineSource, TraceText, format_trace
-from trace_summaries_tests.support.openai_server import OpenAICompatibleServer, openai_server
+from trace_summaries_harness.openai_server import OpenAICompatibleServer, openai_server
 
 TEST_API_KEY = "sk-test-key"
 

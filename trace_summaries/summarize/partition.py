@@ -1,0 +1,253 @@
+"""Summarize every sampled trace of one team-hour: render, call the summarizer, build the events.
+
+One trace failing never fails the partition: each trace ends as ``generated``, ``skipped`` (with a reason)
+or ``failed`` (with a reason). Only a *systemic* failure, every trace failing for the same reason that no
+trace could have avoided (bad credentials, an unknown model), is raised, because then retrying the partition
+as-is is pointless and the operator must act.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trace_summaries.sample import SampledTrace, TeamHourSample
+from trace_summaries.summarize import (
+    Summarizer,
+    SummaryMode,
+    TraceSummaryResult,
+    summarize_prepared,
+    systemic_failure_reason,
+)
+from trace_summaries.text_repr import RenderOptions, TraceText, format_trace
+from trace_summaries.text_repr.redaction import RedactionConfig, redact_trace_text
+from trace_summaries.write.event import SummaryEvent, batch_run_id, build_summary_event
+
+TraceStatus = Literal["generated", "skipped", "failed"]
+Key = TypeVar("Key")
+
+
+class TraceOutcome(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: str
+    status: TraceStatus
+    reason: str | None = None
+    # The endpoint's message for a failure (status and text), for the logs; never a secret.
+    error: str | None = None
+    event: SummaryEvent | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float | None = None
+    attempts: int = 0
+    line_refs_invalid: int = 0
+
+
+class PartitionSummaries(BaseModel):
+    """The outcome of one (hour, team) partition; its generated events are what the IO manager writes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    team_id: int
+    window_start: datetime
+    window_end: datetime
+    mode: SummaryMode
+    batch_run_id: str
+    outcomes: list[TraceOutcome] = Field(default_factory=list)
+    # The raw results of the summarizer, kept for the systemic-failure decision; not serialized.
+    summaries: list[TraceSummaryResult] = Field(default_factory=list, exclude=True)
+
+    @property
+    def events(self) -> list[SummaryEvent]:
+        return [outcome.event for outcome in self.outcomes if outcome.event is not None]
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(outcome.status for outcome in self.outcomes))
+
+    def reasons(self, status: TraceStatus) -> dict[str, int]:
+        return dict(Counter(o.reason or "unknown" for o in self.outcomes if o.status == status))
+
+    def systemic_failure(self) -> str | None:
+        """The shared reason when every summarized trace failed for one endpoint-level cause, else None."""
+        if not self.summaries or any(outcome.status == "generated" for outcome in self.outcomes):
+            return None
+        return systemic_failure_reason(self.summaries)
+
+
+# What the pipeline renders for the LLM unless told otherwise: the original's format, plus nesting and
+# de-duplication (far fewer tokens on agent traces), feedback text and metric values, the trace's own
+# input/output, and readable non-ASCII text. ``ORIGINAL_RENDERING`` reproduces the original exactly.
+PIPELINE_RENDERING = RenderOptions(
+    nest=True, dedupe=True, event_details=True, include_trace_state=True, escape_non_ascii=False
+)
+ORIGINAL_RENDERING = RenderOptions()
+
+
+def render_trace(trace: SampledTrace, options: RenderOptions) -> TraceText:
+    return format_trace([event.model_dump() for event in trace.events], options=options)
+
+
+ProgressCallback = Callable[[int, int, int], None]
+
+
+async def summarize_partition(
+    sample: TeamHourSample,
+    summarizer: Summarizer,
+    *,
+    mode: SummaryMode,
+    batch_size: int,
+    render: RenderOptions,
+    on_progress: ProgressCallback | None = None,
+    redaction: RedactionConfig | None = None,
+    slots: asyncio.Semaphore | None = None,
+) -> PartitionSummaries:
+    result = PartitionSummaries(
+        team_id=sample.team_id,
+        window_start=sample.window_start,
+        window_end=sample.window_end,
+        mode=mode,
+        batch_run_id=batch_run_id(sample.team_id, sample.window_start),
+    )
+    texts: dict[str, TraceText] = {}
+    redactions: dict[str, dict[str, int]] = {}
+    skipped: dict[str, TraceOutcome] = {}
+    to_summarize: dict[str, SampledTrace] = {}
+    for trace in sample.traces:
+        reason = _skip_reason(trace)
+        if reason is not None:
+            skipped[trace.trace_id] = TraceOutcome(trace_id=trace.trace_id, status="skipped", reason=reason)
+        else:
+            to_summarize[trace.trace_id] = trace
+
+    def prepare(trace_id: str) -> tuple[TraceText, list[dict[str, Any]]]:
+        """Rendered when its LLM slot frees up, so rendering overlaps the calls in flight."""
+        trace = to_summarize[trace_id]
+        events = [event.model_dump() for event in trace.events]
+        text = format_trace(events, options=render)
+        if redaction is not None and redaction.enabled:
+            # Before anything reaches the summarizer: the text, and the events it reads the name from.
+            text, redactions[trace_id] = redact_trace_text(text, redaction)
+            for event in events:  # properties only: uuids tie the summary's lines to their events
+                event["properties"], _ = redaction.redact_value(event["properties"])
+        texts[trace_id] = text
+        return text, events
+
+    summaries = await summarize_prepared(
+        summarizer,
+        list(to_summarize),
+        prepare,
+        mode,
+        batch_size=batch_size,
+        on_progress=on_progress,
+        slots=slots,
+    )
+    result.summaries = list(summaries.values())
+    for trace in sample.traces:
+        if trace.trace_id in skipped:
+            result.outcomes.append(skipped[trace.trace_id])
+            continue
+        summary = summaries[trace.trace_id]
+        result.outcomes.append(
+            _outcome(sample, trace, texts[trace.trace_id], mode, summary, redactions.get(trace.trace_id))
+        )
+    return result
+
+
+def summarize_partitions_sync(
+    samples: Mapping[Key, TeamHourSample],
+    summarizer: Summarizer,
+    *,
+    batch_size: int,
+    on_progress: Callable[[Key], ProgressCallback | None] | None = None,
+    **kwargs: Any,
+) -> dict[Key, PartitionSummaries]:
+    """Every partition of a run in one event loop, under one limit of ``batch_size`` calls in flight.
+
+    One partition after another, each would end waiting on its slowest call with the other slots idle, and
+    a range of small partitions (most teams, most hours) would never fill the limit at all. The limit is the
+    step's, whatever its number of partitions, so the ``llm`` pool still bounds the calls of a deployment.
+    The summarizer's connections belong to this loop and are closed with it.
+    """
+
+    async def run() -> list[PartitionSummaries]:
+        slots = asyncio.Semaphore(batch_size)
+        try:
+            return await asyncio.gather(
+                *(
+                    summarize_partition(
+                        sample,
+                        summarizer,
+                        batch_size=batch_size,
+                        slots=slots,
+                        on_progress=on_progress(key) if on_progress is not None else None,
+                        **kwargs,
+                    )
+                    for key, sample in samples.items()
+                )
+            )
+        finally:
+            await summarizer.aclose()
+
+    return dict(zip(samples, asyncio.run(run()), strict=True))
+
+
+def _skip_reason(trace: SampledTrace) -> str | None:
+    if not trace.events:
+        return "malformed_events" if trace.malformed_event_uuids else "empty_trace"
+    if all(event.event == "$ai_trace" for event in trace.events):
+        return "empty_trace"
+    return None
+
+
+def _outcome(
+    sample: TeamHourSample,
+    trace: SampledTrace,
+    text: TraceText,
+    mode: SummaryMode,
+    summary: TraceSummaryResult,
+    redactions: dict[str, int] | None = None,
+) -> TraceOutcome:
+    accounting: Mapping[str, Any] = {
+        "input_tokens": summary.input_tokens,
+        "output_tokens": summary.output_tokens,
+        "cost_usd": summary.cost_usd or 0.0,
+        "latency_s": summary.latency_s,
+        "attempts": summary.attempts,
+        "line_refs_invalid": summary.line_refs_invalid,
+    }
+    if summary.status != "generated" or summary.summary is None:
+        return TraceOutcome(
+            trace_id=trace.trace_id, status="failed", reason=summary.reason, error=summary.error, **accounting
+        )
+    response = summary.summary
+    event = build_summary_event(
+        team_id=sample.team_id,
+        window_start=sample.window_start,
+        window_end=sample.window_end,
+        trace_id=trace.trace_id,
+        trace_first_timestamp=trace.first_timestamp,
+        properties={
+            "mode": mode,
+            "title": response.title,
+            "flow_diagram": response.flow_diagram,
+            "bullets": [item.model_dump() for item in response.summary_bullets],
+            "interesting_notes": [item.model_dump() for item in response.interesting_notes],
+            "text_repr_length": len(text.text),
+            "event_count": sum(1 for event in trace.events if event.event != "$ai_trace"),
+            "model": summary.model,
+            "provider": summary.provider,
+            "prompt_version": summary.prompt_version,
+            "input_tokens": summary.input_tokens,
+            "output_tokens": summary.output_tokens,
+            "cost_usd": summary.cost_usd,
+            "line_refs_invalid": summary.line_refs_invalid,
+            "redactions": redactions or {},
+        },
+    )
+    return TraceOutcome(trace_id=trace.trace_id, status="generated", event=event, **accounting)

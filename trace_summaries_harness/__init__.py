@@ -1,0 +1,1 @@
+"""The development harness: real local engines and fault-injecting fakes that tests and benchmarks start."""

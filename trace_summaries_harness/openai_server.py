@@ -1,0 +1,717 @@
+"""An OpenAI-compatible HTTP server for tests, demos and benchmarks: real sockets, scripted faults.
+
+The summarizer is tested through the official SDK against this server rather than by patching the SDK, so
+the tests cover what production runs: request encoding, status codes, headers such as ``Retry-After``, SDK
+exception mapping and timeouts.
+
+What it speaks:
+
+- ``POST /v1/chat/completions``: answers with a summary (``choices[0].message.content`` is JSON for the
+  summarization schema) that cites real lines: it reads the ``L<nn>:`` lines of the user message and refers
+  to some of them. Usage, ids and ``x-request-id`` look like OpenAI's.
+- ``POST /v1/embeddings``: deterministic "hashed bag of words" vectors, so similar texts get similar vectors
+  (see ``hashed_embedding``).
+- Errors use OpenAI's body shape ``{"error": {"message", "type", "param", "code"}}``.
+
+Faults are scripted per endpoint, either as a queue consumed by the next calls in order
+(``enqueue_faults``) or as rules for calls whose prompt contains a marker (``add_fault_rule``), so a batch
+test can make one trace fail while the others succeed. Every request is recorded (``requests``) with its
+arrival time, and the server tracks how many calls were in flight at once (``max_in_flight``).
+
+Standalone, for manual runs of the pipeline against a local endpoint::
+
+    python -m trace_summaries_harness.openai_server --port 8000 --latency-ms 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import math
+import re
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+Endpoint = Literal["chat", "embeddings"]
+
+FaultKind = Literal[
+    "rate_limit",
+    "server_error",
+    "status",
+    "slow",
+    "invalid_json",
+    "schema_violation",
+    "empty_content",
+    "missing_line_refs",
+    "unauthorized",
+    "content",
+]
+
+# Faults that shape the content of a 200 answer: only a chat completion has such content.
+_CONTENT_FAULTS = frozenset(
+    {"invalid_json", "schema_violation", "empty_content", "missing_line_refs", "content"}
+)
+
+DEFAULT_EMBEDDING_DIMENSIONS = 1536
+# A model name ending in "-<n>" with n at least this large names its dimension ("…-large-3072"); smaller
+# suffixes are versions ("text-embedding-ada-002").
+_MIN_SUFFIX_DIMENSIONS = 64
+
+_PROMPT_LINE = re.compile(r"^L(\d+): ?(.*)$", re.MULTILINE)
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted misbehaviour, applied to one call. Build them with the class methods."""
+
+    kind: FaultKind
+    status: int = 200
+    retry_after: str | None = None
+    delay_s: float = 0.0
+    content: str | None = None
+    message: str = ""
+
+    @classmethod
+    def rate_limit(cls, retry_after: str | None = "1") -> Fault:
+        """429 with ``Retry-After: <retry_after>`` (seconds, may be fractional; ``None`` sends no header)."""
+        return cls(
+            "rate_limit", status=429, retry_after=retry_after, message="Rate limit reached for requests"
+        )
+
+    @classmethod
+    def server_error(cls, status: int = 500) -> Fault:
+        return cls(
+            "server_error", status=status, message="The server had an error while processing your request."
+        )
+
+    @classmethod
+    def http_status(cls, status: int, message: str = "Scripted error") -> Fault:
+        """Any error status, e.g. 400, 403 or 404, with an OpenAI-style body."""
+        return cls("status", status=status, message=message)
+
+    @classmethod
+    def unauthorized(cls) -> Fault:
+        return cls("unauthorized", status=401, message="Incorrect API key provided.")
+
+    @classmethod
+    def slow(cls, delay_s: float) -> Fault:
+        """Answer normally, but only after ``delay_s`` (use more than the client's timeout)."""
+        return cls("slow", delay_s=delay_s)
+
+    @classmethod
+    def invalid_json(cls) -> Fault:
+        """200 whose message content is truncated JSON."""
+        return cls("invalid_json", content='{"title": "Truncated answer", "summary_bullets": [')
+
+    @classmethod
+    def schema_violation(cls) -> Fault:
+        """200 whose content is JSON, but a wrong type, a missing field and an extra field."""
+        return cls(
+            "schema_violation", content=json.dumps({"title": "Off schema", "summary_bullets": "none", "x": 1})
+        )
+
+    @classmethod
+    def empty_content(cls) -> Fault:
+        return cls("empty_content", content="")
+
+    @classmethod
+    def missing_line_refs(cls) -> Fault:
+        """A valid summary citing one real line and two lines past the end of the prompt (2 invalid refs)."""
+        return cls("missing_line_refs")
+
+    @classmethod
+    def with_content(cls, content: str) -> Fault:
+        """200 with exactly this message content, e.g. a summary with hand-picked line refs."""
+        return cls("content", content=content)
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server saw it; ``status`` and ``fault`` are set once it is answered."""
+
+    index: int
+    endpoint: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    arrived_at: float
+    status: int | None = None
+    fault: FaultKind | None = None
+    answered_at: float | None = None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.body.get("messages") or []) if isinstance(self.body, dict) else []
+
+    def message_text(self, role: str) -> str:
+        return "\n".join(str(m.get("content") or "") for m in self.messages if m.get("role") == role)
+
+
+@dataclass
+class _FaultRule:
+    contains: str
+    faults: deque[Fault]
+    repeat: bool
+
+
+@dataclass
+class _State:
+    """Everything the handler threads share, guarded by one lock."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    queues: dict[str, deque[Fault]] = field(default_factory=lambda: {"chat": deque(), "embeddings": deque()})
+    rules: dict[str, list[_FaultRule]] = field(default_factory=lambda: {"chat": [], "embeddings": []})
+    requests: list[RecordedRequest] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    in_flight_by_endpoint: dict[str, int] = field(default_factory=lambda: {"chat": 0, "embeddings": 0})
+    max_in_flight_by_endpoint: dict[str, int] = field(default_factory=lambda: {"chat": 0, "embeddings": 0})
+    latency_s: float = 0.0
+    require_api_key: str | None = None
+    # A gate: chat answers wait until this many chat calls are in flight at once (see ``hold_chat_until``).
+    gate_in_flight: int = 0
+    gate_timeout_s: float = 0.0
+    gate_changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate_changed = threading.Condition(self.lock)
+
+
+class OpenAICompatibleServer:
+    """A threaded HTTP server on 127.0.0.1; ``with OpenAICompatibleServer() as server: server.base_url``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_s: float = 0.0,
+        require_api_key: str | None = None,
+    ) -> None:
+        self._state = _State(latency_s=latency_s, require_api_key=require_api_key)
+        self._httpd = _HTTPServer((host, port), _Handler, self._state)
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        """What the SDK takes as ``base_url``."""
+        return f"{self.url}/v1"
+
+    def start(self) -> OpenAICompatibleServer:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                # How often the accept loop checks for shutdown: short, so stopping costs no test time.
+                kwargs={"poll_interval": 0.02},
+                name="openai-test-server",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; calls held by a ``slow`` fault are released at once."""
+        self._state.stopping.set()
+        with self._state.lock:
+            self._state.gate_changed.notify_all()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> OpenAICompatibleServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- behaviour -----------------------------------------------------------------------------------------
+
+    @property
+    def latency_s(self) -> float:
+        return self._state.latency_s
+
+    @latency_s.setter
+    def latency_s(self, value: float) -> None:
+        """A fixed delay before every answer, to make concurrency visible in benchmarks."""
+        with self._state.lock:
+            self._state.latency_s = value
+
+    def enqueue_faults(self, faults: Iterable[Fault], endpoint: Endpoint = "chat") -> None:
+        """The next calls to ``endpoint`` get these faults, one each, in order; later calls are normal."""
+        faults = list(faults)
+        _check_endpoint(faults, endpoint)
+        with self._state.lock:
+            self._state.queues[endpoint].extend(faults)
+
+    def add_fault_rule(
+        self, contains: str, faults: Sequence[Fault], *, repeat: bool = False, endpoint: Endpoint = "chat"
+    ) -> None:
+        """Calls whose request text contains ``contains`` get ``faults`` in order (for ever if ``repeat``).
+
+        Rules are checked before the queue; the first matching rule with a fault left wins.
+        """
+        _check_endpoint(faults, endpoint)
+        with self._state.lock:
+            self._state.rules[endpoint].append(_FaultRule(contains, deque(faults), repeat))
+
+    def clear_faults(self) -> None:
+        with self._state.lock:
+            for queue in self._state.queues.values():
+                queue.clear()
+            for rules in self._state.rules.values():
+                rules.clear()
+
+    # -- observation ---------------------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._state.lock:
+            return list(self._state.requests)
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [request for request in self.requests if request.endpoint == "chat"]
+
+    def embedding_requests(self) -> list[RecordedRequest]:
+        return [request for request in self.requests if request.endpoint == "embeddings"]
+
+    @property
+    def in_flight(self) -> int:
+        with self._state.lock:
+            return self._state.in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most calls (any endpoint) the server was handling at the same moment."""
+        with self._state.lock:
+            return self._state.max_in_flight
+
+    def max_in_flight_for(self, endpoint: Endpoint) -> int:
+        with self._state.lock:
+            return self._state.max_in_flight_by_endpoint[endpoint]
+
+    def hold_chat_until(self, in_flight: int, timeout_s: float = 30.0) -> None:
+        """Hold every chat answer until ``in_flight`` chat calls are in flight at once, then open for good.
+
+        It proves calls overlap without sleeping: a client that never reaches ``in_flight`` concurrent calls
+        has each of them held for ``timeout_s``, then answered, and ``max_in_flight_for`` tells the truth.
+        """
+        with self._state.lock:
+            self._state.gate_in_flight = in_flight
+            self._state.gate_timeout_s = timeout_s
+
+    def reset_stats(self) -> None:
+        """Forget recorded requests and the in-flight maximum (calls still running keep being counted)."""
+        with self._state.lock:
+            self._state.requests.clear()
+            self._state.max_in_flight = self._state.in_flight
+            self._state.max_in_flight_by_endpoint = dict(self._state.in_flight_by_endpoint)
+
+
+@contextmanager
+def openai_server(**options: Any) -> Iterator[OpenAICompatibleServer]:
+    """A started server for the duration of the block (a pytest fixture can simply yield from this)."""
+    with OpenAICompatibleServer(**options) as server:
+        yield server
+
+
+def _check_endpoint(faults: Iterable[Fault], endpoint: Endpoint) -> None:
+    if endpoint not in ("chat", "embeddings"):
+        raise ValueError(f"unknown endpoint {endpoint!r}")
+    if endpoint == "embeddings":
+        content = [fault.kind for fault in faults if fault.kind in _CONTENT_FAULTS]
+        if content:
+            raise ValueError(f"{content} only apply to chat completions")
+
+
+# -- answers ---------------------------------------------------------------------------------------------
+
+
+def prompt_lines(text: str) -> list[tuple[int, str, str]]:
+    """``(number, label as written, content)`` of every ``L<nn>: ...`` line of a prompt."""
+    return [
+        (int(match.group(1)), f"L{match.group(1)}", match.group(2)) for match in _PROMPT_LINE.finditer(text)
+    ]
+
+
+def summary_for_prompt(prompt: str) -> dict[str, Any]:
+    """A plausible summary of the trace in ``prompt`` that only cites lines the prompt has.
+
+    Tree lines (``├─``/``└─``) become the flow and the first bullets; other lines with content fill up to
+    five bullets; a line mentioning ERROR becomes a note. Refs are copied as written (``L03``), like a model
+    would, which leaves normalising them to the client.
+    """
+    lines = prompt_lines(prompt)
+    meaningful = [(label, content.strip()) for _, label, content in lines if _is_meaningful(content)]
+    tree = [(label, content) for label, content in meaningful if "├─" in content or "└─" in content]
+    others = [(label, content) for label, content in meaningful if (label, content) not in tree]
+    header = meaningful[0][1] if meaningful else "empty trace"
+    steps = [_tree_label(content) for _, content in tree[:5]] or ["Trace"]
+    bullets = [
+        {"text": f"Step: {_tree_label(content)[:60]}", "line_refs": label} for label, content in tree[:5]
+    ] + [{"text": f"Content: {content[:60]}", "line_refs": label} for label, content in others]
+    errors = [(label, content) for label, content in meaningful if "ERROR" in content.upper()]
+    return {
+        "title": " ".join(f"Summary of {header.title()}".split()[:10]),
+        "flow_diagram": "\n    ↓\n".join(steps),
+        "summary_bullets": bullets[:5],
+        "interesting_notes": [
+            {"text": f"Error reported: {content[:60]}", "line_refs": label} for label, content in errors[:1]
+        ],
+    }
+
+
+def _is_meaningful(content: str) -> bool:
+    """Lines a careful model would cite: not blank, not a rule, not the sampling note."""
+    stripped = content.strip()
+    return bool(stripped.strip("=-─│ ")) and not stripped.startswith("[SAMPLED VIEW")
+
+
+def _tree_label(content: str) -> str:
+    return content.replace("├─", "").replace("└─", "").replace("│", "").strip()
+
+
+def _missing_refs_summary(prompt: str) -> dict[str, Any]:
+    numbers = [number for number, _, _ in prompt_lines(prompt)]
+    last = max(numbers, default=0)
+    first = f"L{min(numbers)}" if numbers else ""
+    return {
+        "title": "Summary citing missing lines",
+        "flow_diagram": "Start\n    ↓\nEnd",
+        "summary_bullets": [
+            {"text": "Cites a real line", "line_refs": first},
+            {"text": "Cites a line past the end", "line_refs": f"L{last + 100}"},
+        ],
+        "interesting_notes": [{"text": "Cites another missing line", "line_refs": f"L{last + 300}"}],
+    }
+
+
+def embedding_dimensions(model: str, dimensions: int | None = None) -> int:
+    """``dimensions`` if given, else the model name's numeric suffix (``…-3072``), else 1536."""
+    if dimensions is not None:
+        return dimensions
+    match = re.search(r"-(\d+)$", model)
+    if match and int(match.group(1)) >= _MIN_SUFFIX_DIMENSIONS:
+        return int(match.group(1))
+    return DEFAULT_EMBEDDING_DIMENSIONS
+
+
+def hashed_embedding(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector: lowercase word tokens hashed (blake2b) to an index and a sign, summed.
+
+    Texts that share words share components, so cosine similarity follows word overlap; blake2b (unlike
+    ``hash``) gives the same vector in every process. A text without words maps to a fixed unit vector.
+    """
+    vector = [0.0] * dimensions
+    for word in _WORD.findall(text.lower()) or ["<empty>"]:
+        digest = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "big")
+        vector[digest % dimensions] += -1.0 if digest >> 63 else 1.0
+    norm = math.sqrt(sum(value * value for value in vector))
+    return [value / norm for value in vector] if norm else vector
+
+
+def word_count(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+# -- HTTP ------------------------------------------------------------------------------------------------
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], state: _State
+    ) -> None:
+        self.state = state
+        super().__init__(address, handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # Answers go out in one write (``_send_json``), so Nagle's algorithm has nothing to hold back; TCP_NODELAY
+    # keeps it that way for any write added later (a split write would wait ~40 ms for a delayed ACK).
+    disable_nagle_algorithm = True
+    protocol_version = "HTTP/1.1"
+    # Idle keep-alive connections release their thread after this long.
+    timeout = 30
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request stderr log; tests inspect ``requests`` instead."""
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v1/models":
+            self._send_json(200, {"object": "list", "data": [{"id": "gpt-4.1-nano", "object": "model"}]})
+        else:
+            self._send_error(404, f"Unknown path {self.path}", "invalid_request_error", "unknown_url")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        endpoint = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings"}.get(
+            self.path.split("?")[0]
+        )
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        state = self.server.state
+        with state.lock:
+            record = RecordedRequest(
+                index=len(state.requests),
+                endpoint=endpoint or "unknown",
+                path=self.path,
+                headers={key.lower(): value for key, value in self.headers.items()},
+                body=body,
+                arrived_at=time.monotonic(),
+            )
+            state.requests.append(record)
+            if endpoint is not None:
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+                state.in_flight_by_endpoint[endpoint] += 1
+                state.max_in_flight_by_endpoint[endpoint] = max(
+                    state.max_in_flight_by_endpoint[endpoint], state.in_flight_by_endpoint[endpoint]
+                )
+                if endpoint == "chat" and state.gate_in_flight:
+                    self._wait_at_gate(state)
+        try:
+            if endpoint is None:
+                self._answer(
+                    record,
+                    404,
+                    _error_payload(f"Unknown path {self.path}", "invalid_request_error", "unknown_url"),
+                )
+            else:
+                self._serve(record, endpoint, body)
+        finally:
+            if endpoint is not None:
+                with state.lock:
+                    state.in_flight -= 1
+                    state.in_flight_by_endpoint[endpoint] -= 1
+
+    @staticmethod
+    def _wait_at_gate(state: _State) -> None:
+        """Called holding ``state.lock``; the call is already counted in flight."""
+        if state.in_flight_by_endpoint["chat"] >= state.gate_in_flight:
+            state.gate_in_flight = 0  # reached: open for good, and let the held calls go
+            state.gate_changed.notify_all()
+            return
+        state.gate_changed.wait_for(
+            lambda: state.gate_in_flight == 0 or state.stopping.is_set(), timeout=state.gate_timeout_s
+        )
+
+    def _serve(self, record: RecordedRequest, endpoint: str, body: Any) -> None:
+        state = self.server.state
+        fault = self._next_fault(endpoint, body)
+        record.fault = fault.kind if fault else None
+        delay = state.latency_s + (fault.delay_s if fault else 0.0)
+        if delay > 0 and state.stopping.wait(delay):
+            self.close_connection = True
+            return
+        expected_key = state.require_api_key
+        if expected_key is not None and record.headers.get("authorization") != f"Bearer {expected_key}":
+            fault = Fault.unauthorized()
+        if fault is not None and fault.status >= 400:
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            kind, code = _ERROR_KINDS.get(fault.kind, ("invalid_request_error", None))
+            self._answer(record, fault.status, _error_payload(fault.message, kind, code), headers)
+            return
+        if not isinstance(body, dict):
+            message = "We could not parse the JSON body of your request."
+            self._answer(record, 400, _error_payload(message, "invalid_request_error", None))
+            return
+        if endpoint == "chat":
+            self._answer(record, *self._chat_completion(record, body, fault))
+        else:
+            self._answer(record, *self._embeddings(body))
+
+    def _next_fault(self, endpoint: str, body: Any) -> Fault | None:
+        state = self.server.state
+        with state.lock:
+            has_rules = bool(state.rules[endpoint])
+        # Re-encoding the whole request (the prompt) is only needed to match a rule's marker.
+        text = json.dumps(body, ensure_ascii=False) if has_rules and body is not None else ""
+        with state.lock:
+            for rule in state.rules[endpoint]:
+                if rule.faults and rule.contains in text:
+                    fault = rule.faults.popleft()
+                    if rule.repeat:
+                        rule.faults.append(fault)
+                    return fault
+            queue = state.queues[endpoint]
+            return queue.popleft() if queue else None
+
+    def _chat_completion(
+        self, record: RecordedRequest, body: dict[str, Any], fault: Fault | None
+    ) -> tuple[int, Any]:
+        if not body.get("model") or not isinstance(body.get("messages"), list):
+            message = "'model' and 'messages' are required."
+            return 400, _error_payload(message, "invalid_request_error", "missing_required_parameter")
+        prompt = record.message_text("user")
+        if fault is not None and fault.kind == "missing_line_refs":
+            content: str = json.dumps(_missing_refs_summary(prompt), ensure_ascii=False)
+        elif fault is not None and fault.content is not None:
+            content = fault.content
+        else:
+            content = json.dumps(summary_for_prompt(prompt), ensure_ascii=False)
+        prompt_tokens = sum(word_count(str(message.get("content") or "")) for message in record.messages)
+        completion_tokens = word_count(content)
+        return 200, {
+            "id": f"chatcmpl-test-{record.index}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            "system_fingerprint": "fp_test",
+        }
+
+    def _embeddings(self, body: dict[str, Any]) -> tuple[int, Any]:
+        raw_input = body.get("input")
+        texts = _embedding_texts(raw_input)
+        model = body.get("model")
+        if texts is None or not model:
+            message = "'input' (a string or a list) and 'model' are required."
+            return 400, _error_payload(message, "invalid_request_error", None)
+        dimensions = body.get("dimensions")
+        if dimensions is not None and (not isinstance(dimensions, int) or dimensions < 1):
+            return 400, _error_payload(
+                "'dimensions' must be a positive integer.", "invalid_request_error", None
+            )
+        size = embedding_dimensions(str(model), dimensions)
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(texts):
+            vector = hashed_embedding(text, size)
+            encoded: Any = (
+                base64.b64encode(struct.pack(f"<{size}f", *vector)).decode("ascii") if as_base64 else vector
+            )
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(word_count(text) for text in texts)
+        return 200, {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    def _answer(
+        self, record: RecordedRequest, status: int, payload: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        record.status = status
+        record.answered_at = time.monotonic()
+        extra = {"x-request-id": f"req_test_{record.index}", **(headers or {})}
+        self._send_json(status, payload, extra)
+
+    def _send_error(self, status: int, message: str, kind: str, code: str | None) -> None:
+        self._send_json(status, _error_payload(message, kind, code))
+
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        """Send the status line, the headers and the body in one write, as production servers do.
+
+        ``send_response`` plus ``end_headers`` write the head and then the body: two segments per answer for
+        the client to read, and with Nagle's algorithm on, a body held back ~40 ms for the client's delayed
+        ACK of the head.
+        """
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        reason = self.responses[status][0] if status in self.responses else ""
+        head = [
+            f"{self.protocol_version} {status} {reason}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(data)}",
+            *(f"{key}: {value}" for key, value in (headers or {}).items()),
+        ]
+        try:
+            self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (its timeout fired during a slow answer): nothing left to tell it.
+            self.close_connection = True
+
+
+_ERROR_KINDS: dict[str, tuple[str, str | None]] = {
+    "rate_limit": ("requests", "rate_limit_exceeded"),
+    "server_error": ("server_error", None),
+    "unauthorized": ("invalid_request_error", "invalid_api_key"),
+}
+
+
+def _error_payload(message: str, kind: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _embedding_texts(raw: Any) -> list[str] | None:
+    """Texts to embed: a string, a list of strings, or token arrays (each token id counts as a word)."""
+    if isinstance(raw, str):
+        return [raw]
+    if not isinstance(raw, list) or not raw:
+        return None
+    if all(isinstance(item, str) for item in raw):
+        return list(raw)
+    if all(isinstance(item, int) for item in raw):
+        return [" ".join(f"t{token}" for token in raw)]
+    if all(isinstance(item, list) and all(isinstance(token, int) for token in item) for item in raw):
+        return [" ".join(f"t{token}" for token in item) for item in raw]
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="OpenAI-compatible test server (chat completions, embeddings)."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="fixed delay before every answer")
+    parser.add_argument("--api-key", default=None, help="require this bearer token (401 otherwise)")
+    args = parser.parse_args(argv)
+    server = OpenAICompatibleServer(
+        host=args.host, port=args.port, latency_s=args.latency_ms / 1000, require_api_key=args.api_key
+    )
+    server.start()
+    print(f"OpenAI-compatible test server on {server.base_url} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
