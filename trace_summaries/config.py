@@ -189,6 +189,16 @@ class LLMConfig(_Section):
     max_attempts: int = Field(default=4, ge=1, le=20)
     # A deadline for one attempt (connect, wait and read), not for the trace: retries get their own.
     timeout_s: float = Field(default=120.0, gt=0)
+    # The model's context window; unset, the endpoint's report or the table in `summarize/context_window.py`.
+    context_tokens: int | None = Field(default=None, ge=1024, le=10_000_000)
+    # The longest answer (`max_tokens`): room for the largest summary the schema allows, so a small model that
+    # never closes a string stops instead of running to the end of its context.
+    max_output_tokens: int = Field(default=1500, ge=256, le=100_000)
+    # OpenAI's flex tier: about half the price, slower, and sometimes refused (429); refused or timed-out
+    # calls fall back to the standard tier. Unset: the endpoint's default tier.
+    service_tier: Literal["flex"] | None = None
+    # For reasoning models (gpt-5, o3, o4-mini): how hard to think. Unset: not sent (other models refuse it).
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -17,6 +17,7 @@ from trace_summaries.config import LLMConfig
 from trace_summaries.sample import TeamHourSample
 from trace_summaries.summarize import Summarizer, SummaryMode, TraceSummaryResult, summarize_prepared
 from trace_summaries.summarize.batch import ProgressCallback
+from trace_summaries.summarize.pacing import CallPacer
 from trace_summaries.summarize.partition import PartitionSummaries, summarize_partitions_sync
 from trace_summaries.text_repr import TraceText
 from trace_summaries.write.event import SummaryEvent
@@ -39,6 +40,7 @@ async def summarize_many(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: ProgressCallback | None = None,
+    pacer: CallPacer | None = None,
 ) -> dict[Key, TraceSummaryResult]:
     """Summarize every ``(key, trace_text, events)``; the result has one entry per key, in input order."""
     prepared = {key: (text, events) for key, text, events in items}
@@ -49,6 +51,7 @@ async def summarize_many(
         mode,
         batch_size=batch_size,
         on_progress=on_progress,
+        pacer=pacer,
     )
 
 

@@ -13,6 +13,13 @@ What it speaks:
   (see ``hashed_embedding``).
 - Errors use OpenAI's body shape ``{"error": {"message", "type", "param", "code"}}``.
 
+Capacity and rate limits, as real endpoints have them: with ``capacity=C`` at most C chat calls are served
+at once (the latency applies to each served call) and the others wait in a FIFO queue, as in a llama.cpp
+server with C slots; a queued call whose client has gone away (its timeout fired) is dropped when its turn
+comes. With ``rpm_limit=N``, a chat call beyond N accepted in the last ``rpm_window_s`` (60 s, a sliding
+window) is answered 429 at once with ``Retry-After`` (whole seconds) and ``retry-after-ms``: when the
+oldest accepted call leaves the window.
+
 Faults are scripted per endpoint, either as a queue consumed by the next calls in order
 (``enqueue_faults``) or as rules for calls whose prompt contains a marker (``add_fault_rule``), so a batch
 test can make one trace fail while the others succeed. Every request is recorded (``requests``) with its
@@ -20,7 +27,7 @@ arrival time, and the server tracks how many calls were in flight at once (``max
 
 Standalone, for manual runs of the pipeline against a local endpoint::
 
-    python -m trace_summaries_harness.openai_server --port 8000 --latency-ms 300
+    python -m trace_summaries_harness.openai_server --port 8000 --latency-ms 300 [--capacity 1] [--rpm 60]
 """
 
 from __future__ import annotations
@@ -31,7 +38,10 @@ import hashlib
 import json
 import math
 import re
+import select
+import socket
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -148,6 +158,9 @@ class RecordedRequest:
     status: int | None = None
     fault: FaultKind | None = None
     answered_at: float | None = None
+    # Time spent waiting for capacity, and whether the client left before its turn came.
+    queued_s: float = 0.0
+    abandoned: bool = False
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -183,9 +196,24 @@ class _State:
     gate_in_flight: int = 0
     gate_timeout_s: float = 0.0
     gate_changed: threading.Condition = field(init=False)
+    # Capacity: at most this many chat calls served at once (0: no limit), the others queued FIFO.
+    capacity: int = 0
+    serving: int = 0
+    max_serving: int = 0
+    max_queued: int = 0
+    abandoned: int = 0
+    queue: deque[int] = field(default_factory=deque)
+    next_ticket: int = 0
+    capacity_changed: threading.Condition = field(init=False)
+    # Rate limit: at most ``rpm_limit`` chat calls accepted per sliding ``rpm_window_s`` (0: no limit).
+    rpm_limit: int = 0
+    rpm_window_s: float = 60.0
+    accepted_at: deque[float] = field(default_factory=deque)
+    rate_limited: int = 0
 
     def __post_init__(self) -> None:
         self.gate_changed = threading.Condition(self.lock)
+        self.capacity_changed = threading.Condition(self.lock)
 
 
 class OpenAICompatibleServer:
@@ -198,8 +226,19 @@ class OpenAICompatibleServer:
         port: int = 0,
         latency_s: float = 0.0,
         require_api_key: str | None = None,
+        capacity: int = 0,
+        rpm_limit: int = 0,
+        rpm_window_s: float = 60.0,
     ) -> None:
-        self._state = _State(latency_s=latency_s, require_api_key=require_api_key)
+        if capacity < 0 or rpm_limit < 0 or rpm_window_s <= 0:
+            raise ValueError("capacity and rpm_limit cannot be negative, rpm_window_s must be positive")
+        self._state = _State(
+            latency_s=latency_s,
+            require_api_key=require_api_key,
+            capacity=capacity,
+            rpm_limit=rpm_limit,
+            rpm_window_s=rpm_window_s,
+        )
         self._httpd = _HTTPServer((host, port), _Handler, self._state)
         self._thread: threading.Thread | None = None
 
@@ -232,6 +271,7 @@ class OpenAICompatibleServer:
         self._state.stopping.set()
         with self._state.lock:
             self._state.gate_changed.notify_all()
+            self._state.capacity_changed.notify_all()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -255,6 +295,28 @@ class OpenAICompatibleServer:
         """A fixed delay before every answer, to make concurrency visible in benchmarks."""
         with self._state.lock:
             self._state.latency_s = value
+
+    @property
+    def capacity(self) -> int:
+        return self._state.capacity
+
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        """Chat calls served at once (0: no limit); the others wait their turn, first come first served."""
+        if value < 0:
+            raise ValueError("capacity cannot be negative")
+        with self._state.lock:
+            self._state.capacity = value
+            self._state.capacity_changed.notify_all()
+
+    def limit_rate(self, rpm_limit: int, window_s: float = 60.0) -> None:
+        """At most ``rpm_limit`` chat calls per sliding ``window_s`` (0: no limit); beyond, 429 at once."""
+        if rpm_limit < 0 or window_s <= 0:
+            raise ValueError("rpm_limit cannot be negative, window_s must be positive")
+        with self._state.lock:
+            self._state.rpm_limit = rpm_limit
+            self._state.rpm_window_s = window_s
+            self._state.accepted_at.clear()
 
     def enqueue_faults(self, faults: Iterable[Fault], endpoint: Endpoint = "chat") -> None:
         """The next calls to ``endpoint`` get these faults, one each, in order; later calls are normal."""
@@ -305,6 +367,30 @@ class OpenAICompatibleServer:
         with self._state.lock:
             return self._state.max_in_flight
 
+    @property
+    def max_serving(self) -> int:
+        """The most chat calls served at once (never above ``capacity`` when one is set)."""
+        with self._state.lock:
+            return self._state.max_serving
+
+    @property
+    def max_queued(self) -> int:
+        """The most chat calls waiting for capacity at once."""
+        with self._state.lock:
+            return self._state.max_queued
+
+    @property
+    def rate_limited(self) -> int:
+        """Chat calls answered 429 by the rate limit (scripted ``rate_limit`` faults not included)."""
+        with self._state.lock:
+            return self._state.rate_limited
+
+    @property
+    def abandoned(self) -> int:
+        """Queued chat calls whose client had gone when their turn came (not served)."""
+        with self._state.lock:
+            return self._state.abandoned
+
     def max_in_flight_for(self, endpoint: Endpoint) -> int:
         with self._state.lock:
             return self._state.max_in_flight_by_endpoint[endpoint]
@@ -325,6 +411,10 @@ class OpenAICompatibleServer:
             self._state.requests.clear()
             self._state.max_in_flight = self._state.in_flight
             self._state.max_in_flight_by_endpoint = dict(self._state.in_flight_by_endpoint)
+            self._state.max_serving = self._state.serving
+            self._state.max_queued = len(self._state.queue)
+            self._state.rate_limited = 0
+            self._state.abandoned = 0
 
 
 @contextmanager
@@ -441,6 +531,11 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (its timeout fired) is not an error of the server; anything else is."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], state: _State
     ) -> None:
@@ -523,6 +618,74 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _serve(self, record: RecordedRequest, endpoint: str, body: Any) -> None:
+        state = self.server.state
+        if endpoint != "chat":
+            self._serve_call(record, endpoint, body)
+            return
+        wait_s = _take_rate(state)
+        if wait_s is not None:
+            record.fault = "rate_limit"
+            headers = {
+                "Retry-After": str(max(1, math.ceil(wait_s))),
+                "retry-after-ms": str(math.ceil(wait_s * 1000)),
+            }
+            message = f"Rate limit reached for requests: {state.rpm_limit} per {state.rpm_window_s:g} s"
+            self._answer(record, 429, _error_payload(message, *_ERROR_KINDS["rate_limit"]), headers)
+            return
+        turn = self._wait_for_capacity(state, record)
+        if turn == "refused":
+            self.close_connection = True
+            return
+        try:
+            self._serve_call(record, endpoint, body)
+        finally:
+            if turn == "counted":
+                with state.lock:
+                    state.serving -= 1
+                    state.capacity_changed.notify_all()
+
+    def _wait_for_capacity(
+        self, state: _State, record: RecordedRequest
+    ) -> Literal["unlimited", "counted", "refused"]:
+        """Wait (FIFO) until this call may be served: "counted" in ``serving`` (release it after serving),
+        "unlimited" without a capacity, "refused" if the server stops or the client has gone meanwhile."""
+        with state.lock:
+            if not state.capacity:
+                return "unlimited"
+            ticket = state.next_ticket
+            state.next_ticket += 1
+            state.queue.append(ticket)
+            waited = False
+            while True:
+                if state.stopping.is_set():
+                    state.queue.remove(ticket)
+                    state.capacity_changed.notify_all()
+                    return "refused"
+                if state.queue[0] == ticket and state.serving < state.capacity:
+                    state.queue.popleft()
+                    record.queued_s = time.monotonic() - record.arrived_at
+                    state.capacity_changed.notify_all()  # the next in line may have room too
+                    if waited and self._client_gone():
+                        record.abandoned = True
+                        state.abandoned += 1
+                        return "refused"
+                    state.serving += 1
+                    state.max_serving = max(state.max_serving, state.serving)
+                    return "counted"
+                state.max_queued = max(state.max_queued, len(state.queue))
+                waited = True
+                state.capacity_changed.wait()
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed the connection (a peek that reads end of file, without blocking)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            # Readable with nothing to read is end of file; a waiting client sends nothing more.
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (ConnectionError, ValueError):
+            return True
+
+    def _serve_call(self, record: RecordedRequest, endpoint: str, body: Any) -> None:
         state = self.server.state
         fault = self._next_fault(endpoint, body)
         record.fault = fault.kind if fault else None
@@ -671,6 +834,22 @@ _ERROR_KINDS: dict[str, tuple[str, str | None]] = {
 }
 
 
+def _take_rate(state: _State) -> float | None:
+    """Admit one chat call under the rate limit: None if admitted, else seconds until there is room."""
+    with state.lock:
+        if not state.rpm_limit:
+            return None
+        now = time.monotonic()
+        accepted = state.accepted_at
+        while accepted and accepted[0] <= now - state.rpm_window_s:
+            accepted.popleft()
+        if len(accepted) < state.rpm_limit:
+            accepted.append(now)
+            return None
+        state.rate_limited += 1
+        return accepted[0] + state.rpm_window_s - now
+
+
 def _error_payload(message: str, kind: str, code: str | None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
@@ -698,9 +877,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="fixed delay before every answer")
     parser.add_argument("--api-key", default=None, help="require this bearer token (401 otherwise)")
+    parser.add_argument("--capacity", type=int, default=0, help="chat calls served at once (0: no limit)")
+    parser.add_argument("--rpm", type=int, default=0, help="chat calls per sliding minute (0: no limit)")
+    parser.add_argument("--rpm-window-s", type=float, default=60.0, help="the rate limit's window")
     args = parser.parse_args(argv)
     server = OpenAICompatibleServer(
-        host=args.host, port=args.port, latency_s=args.latency_ms / 1000, require_api_key=args.api_key
+        host=args.host,
+        port=args.port,
+        latency_s=args.latency_ms / 1000,
+        require_api_key=args.api_key,
+        capacity=args.capacity,
+        rpm_limit=args.rpm,
+        rpm_window_s=args.rpm_window_s,
     )
     server.start()
     print(f"OpenAI-compatible test server on {server.base_url} (Ctrl-C to stop)", flush=True)

@@ -98,7 +98,7 @@ def test_generation_does_not_depend_on_the_process() -> None:
     """Python's salted ``hash()`` must not leak in: a process with another hash seed yields the same."""
     code = (
         "from datetime import datetime, UTC\n"
-        "from trace_summaries_tests.test_seed import _digest\n"
+        "from trace_summaries_tests.test_demo_seed import _digest\n"
         "print(_digest(5, datetime(2026, 11, 20, 9, tzinfo=UTC), 25, 7))\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

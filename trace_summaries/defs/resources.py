@@ -21,6 +21,7 @@ from trace_summaries.config import (
 from trace_summaries.queue.producer import EmbeddingRequestProducer
 from trace_summaries.store import TraceStore
 from trace_summaries.summarize import LLMSettings, Summarizer, make_summarizer
+from trace_summaries.summarize.context_window import ContextWindow, context_tokens, reported_context_tokens
 
 _LLM_DEFAULTS = LLMConfig.model_fields
 
@@ -52,14 +53,38 @@ class LLMResource(dg.ConfigurableResource):
     timeout_s: float = _LLM_DEFAULTS["timeout_s"].default
     concurrency: int = _LLM_DEFAULTS["concurrency"].default
     max_attempts: int = _LLM_DEFAULTS["max_attempts"].default
+    context_tokens: int | None = None
+    max_output_tokens: int = _LLM_DEFAULTS["max_output_tokens"].default
+    # Checked by ``LLMSettings`` (Dagster's config types have no literals).
+    service_tier: str | None = None
+    reasoning_effort: str | None = None
 
-    def summarizer(self, *, model: str | None, max_attempts: int | None) -> Summarizer:
+    @property
+    def has_endpoint(self) -> bool:
+        return bool(self.api_key) or bool(self.base_url)
+
+    def context_window(self, model: str | None) -> ContextWindow | None:
+        """The model's context (``summarize.context_window``); None for the offline summarizer."""
+        if not self.has_endpoint:
+            return None
+        name = model or self.model
+        reported = reported_context_tokens(self.base_url, name, self.api_key) if self.base_url else None
+        tokens = context_tokens(name, override=self.context_tokens, reported=reported)
+        return ContextWindow(tokens=tokens, reported_by_endpoint=reported is not None)
+
+    def summarizer(
+        self, *, model: str | None, max_attempts: int | None, bounded_output: bool = False
+    ) -> Summarizer:
         settings = LLMSettings(
             api_key=self.api_key,
             base_url=self.base_url,
             model=model or self.model,
             timeout_s=self.timeout_s,
             max_attempts=max_attempts or self.max_attempts,
+            max_output_tokens=self.max_output_tokens,
+            service_tier=self.service_tier,
+            reasoning_effort=self.reasoning_effort,
+            bounded_output=bounded_output,
         )
         return make_summarizer(settings)
 
@@ -138,6 +163,10 @@ def llm_resource(config: Config) -> LLMResource:
         timeout_s=config.llm.timeout_s,
         concurrency=config.llm.concurrency,
         max_attempts=config.llm.max_attempts,
+        context_tokens=config.llm.context_tokens,
+        max_output_tokens=config.llm.max_output_tokens,
+        service_tier=config.llm.service_tier,
+        reasoning_effort=config.llm.reasoning_effort,
     )
 
 

@@ -13,6 +13,9 @@ from trace_summaries.defs.partition_failures import settle_partition_failures
 from trace_summaries.defs.partition_sets import TEAM_HOUR
 from trace_summaries.defs.resources import LLMResource
 from trace_summaries.sample import TeamHourSample
+from trace_summaries.summarize import chat_messages
+from trace_summaries.summarize.context_window import text_budget_chars
+from trace_summaries.summarize.pacing import CallPacer
 from trace_summaries.summarize.partition import (
     ORIGINAL_RENDERING,
     PIPELINE_RENDERING,
@@ -27,9 +30,10 @@ PROGRESS_EVERY_S = 5.0
 class TraceSummariesConfig(dg.Config):
     mode: Literal["minimal", "detailed"] = "detailed"
     model: str | None = None  # None: the resource's model (TRACE_SUMMARIES_LLM_MODEL)
-    # None: the resource's TRACE_SUMMARIES_LLM_CONCURRENCY / _MAX_ATTEMPTS. batch_size: LLM calls in flight
-    # for the step, shared by all the partitions of a ranged run; the `llm` pool (dagster.yaml) bounds how
-    # many steps call the LLM at once.
+    # None: the resource's TRACE_SUMMARIES_LLM_CONCURRENCY / _MAX_ATTEMPTS. batch_size: at most this many LLM
+    # calls in flight for the step, shared by all the partitions of a ranged run; the step paces itself below
+    # it to what the endpoint serves (summarize/pacing.py). The `llm` pool (dagster.yaml) bounds how many
+    # steps call the LLM at once.
     batch_size: int | None = Field(default=None, ge=1)
     max_attempts: int | None = Field(default=None, ge=1)
     # "compact": nested, de-duplicated, with feedback and metric details (fewer tokens, more signal);
@@ -56,9 +60,22 @@ def trace_summaries(
     llm: LLMResource,
 ) -> dict[str, PartitionSummaries]:
     """Renders each sampled trace, summarizes it, and emits one `$ai_trace_summary` event per trace."""
-    summarizer = llm.summarizer(model=config.model, max_attempts=config.max_attempts)
     base = PIPELINE_RENDERING if config.rendering == "compact" else ORIGINAL_RENDERING
-    render = dataclasses.replace(base, max_length=config.max_text_length)
+    # Fit every trace into the model's context: the text gets what the fixed prompt and the answer leave.
+    window = llm.context_window(config.model)
+    max_length = config.max_text_length
+    if window is not None:
+        prompt_chars = sum(len(message["content"]) for message in chat_messages("", None, config.mode))
+        budget = text_budget_chars(
+            window.tokens, answer_tokens=llm.max_output_tokens, prompt_chars=prompt_chars
+        )
+        max_length = min(max_length, budget)
+    summarizer = llm.summarizer(
+        model=config.model,
+        max_attempts=config.max_attempts,
+        bounded_output=window is not None and window.reported_by_endpoint,
+    )
+    render = dataclasses.replace(base, max_length=max_length)
     redaction = RedactionConfig(enabled=config.redact_pii, extra_patterns=config.redaction_patterns)
     samples = {key: sampled_traces[key] for key in context.partition_keys if key in sampled_traces}
     failures = {
@@ -67,11 +84,14 @@ def trace_summaries(
         if key not in samples
     }
     progress = _ProgressLog(context)
+    batch_size = config.batch_size or llm.concurrency
+    pacer = CallPacer(batch_size)
     summarized = summarize_partitions_sync(
         samples,
         summarizer,
         mode=config.mode,
-        batch_size=config.batch_size or llm.concurrency,
+        batch_size=batch_size,
+        pacer=pacer,
         render=render,
         on_progress=progress.partition,
         redaction=redaction,
@@ -91,6 +111,8 @@ def trace_summaries(
     if report:
         context.log.info("\n".join(report))
     metadata = summary_metadata(list(results.values()))
+    metadata.update(pacer.stats().metadata())
+    metadata |= {"llm_context_tokens": window.tokens if window else 0, "text_max_chars": max_length}
     try:
         metadata.update(settle_partition_failures(context, failures, report_check=True))
     except dg.Failure as failure:
@@ -153,6 +175,8 @@ def summary_metadata(results: list[PartitionSummaries]) -> dict[str, Any]:
         "llm_latency_p50_s": round(statistics.median(latencies), 3) if latencies else 0.0,
         "llm_latency_p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 3) if latencies else 0.0,
         "line_refs_invalid": sum(o.line_refs_invalid for o in outcomes),
+        "summary_warnings": sum(o.warnings for o in outcomes),
+        "leaked_prompt_examples": sum(o.leaked_prompt_examples for o in outcomes),
         "preview": dg.MetadataValue.md(_preview(results)),
         "dagster/row_count": len(generated),
     }

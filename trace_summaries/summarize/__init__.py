@@ -12,6 +12,7 @@ from trace_summaries.summarize.batch import (
 )
 from trace_summaries.summarize.endpoint import LLMSettings
 from trace_summaries.summarize.heuristic import HEURISTIC_VERSION, HeuristicSummarizer, summarize_extractively
+from trace_summaries.summarize.leakage import PromptLeak, find_prompt_leaks, leakage_warnings
 from trace_summaries.summarize.line_refs import CheckedRefs, check_line_refs, check_summary_refs
 from trace_summaries.summarize.llm import LLMSummarizer
 from trace_summaries.summarize.modes import (
@@ -49,6 +50,7 @@ __all__ = [
     "ModeRules",
     "ModelPrice",
     "ProgressCallback",
+    "PromptLeak",
     "Provider",
     "RetryPolicy",
     "SummarizationResponse",
@@ -60,6 +62,8 @@ __all__ = [
     "check_line_refs",
     "check_summary_refs",
     "estimate_cost_usd",
+    "find_prompt_leaks",
+    "leakage_warnings",
     "make_summarizer",
     "response_format",
     "select_provider",

@@ -1,8 +1,10 @@
-"""Summarizing many traces with a bounded number of LLM calls in flight.
+"""Summarizing many traces with a paced number of LLM calls in flight.
 
-A batch is the traces of one partition. At most ``batch_size`` summaries run at once (the batches of a
-ranged run share one such limit), which is what an endpoint's rate limit and a laptop's sockets can take; a
-trace that fails (or a summarizer that raises) becomes a failed result, never an exception out of the batch.
+A batch is the traces of one partition. At most ``batch_size`` traces are in progress at once, and the
+LLM calls they make are paced by a ``CallPacer`` (``pacing.py``): from one call in flight up to
+``batch_size``, as fast as the endpoint answers without queueing them. The batches of a ranged run share one
+pacer. A trace that fails (or a summarizer that raises) becomes a failed result, never an exception out of
+the batch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from trace_summaries.summarize.modes import SummaryMode
+from trace_summaries.summarize.pacing import CallPacer, pacing
 from trace_summaries.summarize.prompts import PROMPT_VERSION
 from trace_summaries.summarize.result import SYSTEMIC_REASONS, FailureReason, TraceSummaryResult
 from trace_summaries.summarize.summarizer import Summarizer
@@ -34,27 +37,28 @@ async def summarize_prepared(
     *,
     batch_size: int,
     on_progress: ProgressCallback | None = None,
-    slots: asyncio.Semaphore | None = None,
+    pacer: CallPacer | None = None,
 ) -> dict[Key, TraceSummaryResult]:
     """Summarize every key, preparing (rendering) each trace only once a slot is free for it.
 
     Rendering up front would delay the first call by the whole partition's rendering time; here each trace
-    is rendered while the other slots' calls are in flight, so rendering hides behind the LLM's latency.
+    is rendered while the other traces' calls are in flight, so rendering hides behind the LLM's latency.
     ``prepare`` raising is a bug, not a bad trace: it propagates.
 
-    ``slots``, when given, replaces the ``batch_size`` limit: batches running at once that share it share
-    one limit on calls in flight (the partitions of a ranged run).
+    ``pacer``, when given, replaces the ``batch_size`` limit: batches running at once that share it share
+    one limit on traces in progress and one adaptive limit on calls in flight (the partitions of a ranged
+    run). Without one, the batch gets its own ``CallPacer(batch_size)``.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    if slots is None:
-        slots = asyncio.Semaphore(batch_size)
+    if pacer is None:
+        pacer = CallPacer(batch_size)
     total = len(keys)
     done = failed = 0
 
     async def one(key: Key) -> TraceSummaryResult:
         nonlocal done, failed
-        async with slots:
+        async with pacer.admit():
             trace_text, events = prepare(key)
             result = await _summarize_safely(summarizer, trace_text, events, mode)
         done += 1
@@ -63,7 +67,8 @@ async def summarize_prepared(
             on_progress(done, total, failed)
         return result
 
-    results = await asyncio.gather(*(one(key) for key in keys))
+    with pacing(pacer):  # the tasks gather starts copy the context, and with it the pacer
+        results = await asyncio.gather(*(one(key) for key in keys))
     return dict(zip(keys, results, strict=True))
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from trace_summaries.config import LLMConfig
 from trace_summaries.summarize.pricing import ModelPrice
+from trace_summaries.summarize.prompts import PROMPT_VERSION
 from trace_summaries.summarize.retry import RetryPolicy
 
 _DEFAULTS = LLMConfig.model_fields
@@ -25,6 +28,16 @@ class LLMSettings(BaseModel):
     model: str = _DEFAULTS["model"].default
     # A deadline for one attempt (connect, wait and read), not for the trace: retries get their own.
     timeout_s: float = Field(default=_DEFAULTS["timeout_s"].default, gt=0)
+    # The answer's cap (``max_tokens``), so an answer that never ends cannot run to the context's end.
+    max_output_tokens: int = Field(default=_DEFAULTS["max_output_tokens"].default, ge=1)
+    # ``"flex"``: ask for the flex tier, falling back to the standard tier on 429, timeout or 5xx.
+    service_tier: Literal["flex"] | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    # Ask for the schema with length bounds (``schema.bounded_response_format``): for self-hosted servers
+    # whose structured output is a grammar, so a small model must close its JSON within the answer's cap.
+    bounded_output: bool = False
+    # The prompt files to use (``prompts/*.<version>.txt``); the current version unless comparing.
+    prompt_version: str = PROMPT_VERSION
     max_attempts: int = Field(default=_DEFAULTS["max_attempts"].default, ge=1)
     backoff_base_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)

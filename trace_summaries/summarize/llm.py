@@ -34,13 +34,15 @@ from openai.types.chat import ChatCompletion
 from trace_summaries.summarize.endpoint import LLMSettings
 from trace_summaries.summarize.line_refs import check_summary_refs, citable_lines
 from trace_summaries.summarize.modes import SummaryMode
+from trace_summaries.summarize.pacing import MAX_ABSORBED_RETRIES, last_call_absorbed, paced_call
 from trace_summaries.summarize.pricing import estimate_cost_usd
-from trace_summaries.summarize.prompts import PROMPT_VERSION, chat_messages
+from trace_summaries.summarize.prompts import chat_messages
 from trace_summaries.summarize.result import FailureReason, Provider, TraceSummaryResult
 from trace_summaries.summarize.retry import TRANSIENT_REASONS, classify_api_error, retry_after_s
 from trace_summaries.summarize.schema import (
     SummarizationResponse,
     SummaryContentError,
+    bounded_response_format,
     parse_summary,
     response_format,
 )
@@ -81,7 +83,9 @@ class _Attempt:
     retry_after_s: float | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
     request_id: str | None = None
+    service_tier: str | None = None
 
 
 @dataclass
@@ -93,14 +97,26 @@ class _Tally:
     content_failures: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    # Summed per attempt, each at its own tier's price; None once an attempt has no known price.
+    cost_usd: float | None = 0.0
     waits: list[float] = field(default_factory=list)
     request_id: str | None = None
+    service_tier: str | None = None
 
-    def add(self, attempt: _Attempt) -> None:
+    def add(self, attempt: _Attempt, cost_usd: float | None) -> None:
         self.attempts += 1
         self.input_tokens += attempt.input_tokens
         self.output_tokens += attempt.output_tokens
+        self.cached_input_tokens += attempt.cached_input_tokens
+        self.cost_usd = None if cost_usd is None or self.cost_usd is None else self.cost_usd + cost_usd
         self.request_id = attempt.request_id or self.request_id
+        self.service_tier = attempt.service_tier or self.service_tier
+
+
+_MAX_TOKENS_PARAMETER = {True: "max_completion_tokens", False: "max_tokens"}
+# A flex call refused (429), too slow or failed (5xx) is tried again on the standard tier.
+_FLEX_FALLBACK_REASONS = frozenset({"rate_limited", "timeout", "server_error", "connection"})
 
 
 class LLMSummarizer:
@@ -152,11 +168,18 @@ class LLMSummarizer:
     ) -> TraceSummaryResult:
         """Summarize one trace; never raises for an endpoint problem, the result says what went wrong."""
         policy = self.settings.retry_policy
-        messages = chat_messages(trace_text.text, trace_name(events), mode)
+        messages = chat_messages(trace_text.text, trace_name(events), mode, self.settings.prompt_version)
         tally = _Tally(started=time.monotonic())
+        flex = self.settings.service_tier == "flex"
+        absorbed = 0  # failed attempts the pacer took as its own doing (pacing.last_call_absorbed)
         while True:
-            attempt = await self._attempt(messages)
-            tally.add(attempt)
+            attempt = await self._attempt(messages, flex=flex)
+            tally.add(attempt, self._cost(attempt))
+            if flex and attempt.reason in _FLEX_FALLBACK_REASONS:
+                # The flex tier refused or was too slow: the standard tier, at once, for the next attempt.
+                flex = False
+                if tally.attempts < policy.max_attempts:
+                    continue
             if attempt.summary is not None:
                 summary, invalid = check_summary_refs(attempt.summary, citable_lines(trace_text))
                 return self._result(
@@ -168,9 +191,16 @@ class LLMSummarizer:
                 tally.content_failures += 1
             else:
                 retryable = reason in TRANSIENT_REASONS
-            if not retryable or tally.attempts >= policy.max_attempts:
+            if retryable and absorbed < MAX_ABSORBED_RETRIES and last_call_absorbed():
+                # Queued by the endpoint past the timeout, or told to come back later: the pacer has
+                # lowered the limit, and the retry does not use up one of the trace's attempts.
+                # It waits for what the endpoint asked, if anything, and then for a slot: no backoff.
+                absorbed += 1
+                wait = min(attempt.retry_after_s or 0.0, policy.retry_after_max_s)
+            elif not retryable or tally.attempts - absorbed >= policy.max_attempts:
                 return self._result(tally, mode, status="failed", reason=reason, error=attempt.error)
-            wait = policy.wait_s(tally.attempts, attempt.retry_after_s, self._rng)
+            else:
+                wait = policy.wait_s(tally.attempts - absorbed, attempt.retry_after_s, self._rng)
             tally.waits.append(wait)
             await asyncio.sleep(wait)
 
@@ -179,12 +209,12 @@ class LLMSummarizer:
             provider=self.provider,
             model=self.settings.model,
             mode=mode,
-            prompt_version=PROMPT_VERSION,
+            prompt_version=self.settings.prompt_version,
             input_tokens=tally.input_tokens,
             output_tokens=tally.output_tokens,
-            cost_usd=estimate_cost_usd(
-                self.settings.model, tally.input_tokens, tally.output_tokens, self.settings.prices
-            ),
+            cached_input_tokens=tally.cached_input_tokens,
+            service_tier=tally.service_tier,
+            cost_usd=tally.cost_usd,
             latency_s=time.monotonic() - tally.started,
             attempts=tally.attempts,
             retry_waits_s=tuple(tally.waits),
@@ -192,11 +222,35 @@ class LLMSummarizer:
             **outcome,
         )
 
-    async def _attempt(self, messages: list[dict[str, str]]) -> _Attempt:
+    def _cost(self, attempt: _Attempt) -> float | None:
+        return estimate_cost_usd(
+            self.settings.model,
+            attempt.input_tokens,
+            attempt.output_tokens,
+            self.settings.prices,
+            cached_input_tokens=attempt.cached_input_tokens,
+            flex=attempt.service_tier == "flex",
+        )
+
+    async def _attempt(self, messages: list[dict[str, str]], *, flex: bool = False) -> _Attempt:
         client = self._client()
-        body = {"model": self.settings.model, "messages": messages, "response_format": response_format()}
+        body = {
+            "model": self.settings.model,
+            "messages": messages,
+            "response_format": bounded_response_format()
+            if self.settings.bounded_output
+            else response_format(),
+            # OpenAI's own API takes the newer name (its reasoning models refuse the old one); compatible
+            # servers (llama.cpp, vLLM, Ollama) all read the old one.
+            _MAX_TOKENS_PARAMETER[self.settings.base_url is None]: self.settings.max_output_tokens,
+        }
+        if flex:
+            body["service_tier"] = "flex"
+        if self.settings.reasoning_effort is not None:
+            body["reasoning_effort"] = self.settings.reasoning_effort
         try:
-            async with asyncio.timeout(self.settings.timeout_s):
+            # A slot first (the step's pacer), then the attempt's own deadline.
+            async with paced_call(), asyncio.timeout(self.settings.timeout_s):
                 # The request ``chat.completions.create`` makes, without its walk of the arguments through
                 # the SDK's TypedDicts: that walk (for aliases and formats our plain JSON body does not have;
                 # it returns the body unchanged) was a large share of the client's CPU per call
@@ -228,7 +282,9 @@ class LLMSummarizer:
 class _Usage(TypedDict):
     input_tokens: int
     output_tokens: int
+    cached_input_tokens: int
     request_id: str | None
+    service_tier: str | None
 
 
 def _parse_completion(completion: ChatCompletion, request_id: str | None) -> _Attempt:
@@ -236,7 +292,11 @@ def _parse_completion(completion: ChatCompletion, request_id: str | None) -> _At
     tokens = _Usage(
         input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_input_tokens=int(
+            getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0
+        ),
         request_id=request_id,
+        service_tier=getattr(completion, "service_tier", None),
     )
     choices = getattr(completion, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -24,6 +25,8 @@ from trace_summaries.summarize import (
     summarize_prepared,
     systemic_failure_reason,
 )
+from trace_summaries.summarize.leakage import find_prompt_leaks
+from trace_summaries.summarize.pacing import CallPacer
 from trace_summaries.text_repr import RenderOptions, TraceText, format_trace
 from trace_summaries.text_repr.redaction import RedactionConfig, redact_trace_text
 from trace_summaries.write.event import SummaryEvent, batch_run_id, build_summary_event
@@ -47,6 +50,10 @@ class TraceOutcome(BaseModel):
     latency_s: float | None = None
     attempts: int = 0
     line_refs_invalid: int = 0
+    # Quality figures, never a failure: every warning on the event, and the items among them that repeat
+    # the prompt's example text instead of the trace.
+    warnings: int = 0
+    leaked_prompt_examples: int = 0
 
 
 class PartitionSummaries(BaseModel):
@@ -105,7 +112,7 @@ async def summarize_partition(
     render: RenderOptions,
     on_progress: ProgressCallback | None = None,
     redaction: RedactionConfig | None = None,
-    slots: asyncio.Semaphore | None = None,
+    pacer: CallPacer | None = None,
 ) -> PartitionSummaries:
     result = PartitionSummaries(
         team_id=sample.team_id,
@@ -125,11 +132,11 @@ async def summarize_partition(
         else:
             to_summarize[trace.trace_id] = trace
 
-    def prepare(trace_id: str) -> tuple[TraceText, list[dict[str, Any]]]:
+    def prepare(trace_id: str, options: RenderOptions = render) -> tuple[TraceText, list[dict[str, Any]]]:
         """Rendered when its LLM slot frees up, so rendering overlaps the calls in flight."""
         trace = to_summarize[trace_id]
         events = [event.model_dump() for event in trace.events]
-        text = format_trace(events, options=render)
+        text = format_trace(events, options=options)
         if redaction is not None and redaction.enabled:
             # Before anything reaches the summarizer: the text, and the events it reads the name from.
             text, redactions[trace_id] = redact_trace_text(text, redaction)
@@ -145,8 +152,20 @@ async def summarize_partition(
         mode,
         batch_size=batch_size,
         on_progress=on_progress,
-        slots=slots,
+        pacer=pacer,
     )
+    too_long = [key for key, summary in summaries.items() if summary.reason == "context_exceeded"]
+    if too_long:
+        # Once more, at half the size the text had: the endpoint counted more tokens than we planned for.
+        smaller = {key: replace(render, max_length=len(texts[key].text) // 2) for key in too_long}
+        summaries |= await summarize_prepared(
+            summarizer,
+            too_long,
+            lambda key: prepare(key, smaller[key]),
+            mode,
+            batch_size=batch_size,
+            pacer=pacer,
+        )
     result.summaries = list(summaries.values())
     for trace in sample.traces:
         if trace.trace_id in skipped:
@@ -165,6 +184,7 @@ def summarize_partitions_sync(
     *,
     batch_size: int,
     on_progress: Callable[[Key], ProgressCallback | None] | None = None,
+    pacer: CallPacer | None = None,
     **kwargs: Any,
 ) -> dict[Key, PartitionSummaries]:
     """Every partition of a run in one event loop, under one limit of ``batch_size`` calls in flight.
@@ -173,10 +193,13 @@ def summarize_partitions_sync(
     a range of small partitions (most teams, most hours) would never fill the limit at all. The limit is the
     step's, whatever its number of partitions, so the ``llm`` pool still bounds the calls of a deployment.
     The summarizer's connections belong to this loop and are closed with it.
+
+    The limit adapts to the endpoint (``pacing.CallPacer``: from one call up to ``batch_size``); pass
+    ``pacer`` to read what it did afterwards (``pacer.stats()``), else the step makes its own.
     """
+    shared = pacer if pacer is not None else CallPacer(batch_size)
 
     async def run() -> list[PartitionSummaries]:
-        slots = asyncio.Semaphore(batch_size)
         try:
             return await asyncio.gather(
                 *(
@@ -184,7 +207,7 @@ def summarize_partitions_sync(
                         sample,
                         summarizer,
                         batch_size=batch_size,
-                        slots=slots,
+                        pacer=shared,
                         on_progress=on_progress(key) if on_progress is not None else None,
                         **kwargs,
                     )
@@ -226,6 +249,8 @@ def _outcome(
             trace_id=trace.trace_id, status="failed", reason=summary.reason, error=summary.error, **accounting
         )
     response = summary.summary
+    leaks = find_prompt_leaks(response, text.text)
+    warnings = [leak.warning for leak in leaks]
     event = build_summary_event(
         team_id=sample.team_id,
         window_start=sample.window_start,
@@ -239,15 +264,26 @@ def _outcome(
             "bullets": [item.model_dump() for item in response.summary_bullets],
             "interesting_notes": [item.model_dump() for item in response.interesting_notes],
             "text_repr_length": len(text.text),
+            "text_repr_sampled": text.sampled,
             "event_count": sum(1 for event in trace.events if event.event != "$ai_trace"),
             "model": summary.model,
             "provider": summary.provider,
             "prompt_version": summary.prompt_version,
             "input_tokens": summary.input_tokens,
             "output_tokens": summary.output_tokens,
+            "cached_input_tokens": summary.cached_input_tokens,
+            "service_tier": summary.service_tier,
             "cost_usd": summary.cost_usd,
             "line_refs_invalid": summary.line_refs_invalid,
             "redactions": redactions or {},
+            "warnings": warnings,
         },
     )
-    return TraceOutcome(trace_id=trace.trace_id, status="generated", event=event, **accounting)
+    return TraceOutcome(
+        trace_id=trace.trace_id,
+        status="generated",
+        event=event,
+        warnings=len(warnings),
+        leaked_prompt_examples=len(leaks),
+        **accounting,
+    )

@@ -14,7 +14,7 @@ from string import Template
 
 from trace_summaries.summarize.modes import SummaryMode
 
-PROMPT_VERSION = "v1"
+PROMPT_VERSION = "v2"
 
 _PACKAGE = "trace_summaries.summarize"
 
@@ -23,6 +23,21 @@ _PACKAGE = "trace_summaries.summarize"
 def load_prompt(name: str, version: str = PROMPT_VERSION) -> str:
     """The text of ``prompts/<name>.<version>.txt``, read from the installed package (works from a wheel)."""
     return (resources.files(_PACKAGE) / "prompts" / f"{name}.{version}.txt").read_text(encoding="utf-8")
+
+
+@cache
+def shipped_prompts() -> dict[str, str]:
+    """Every prompt file we ship, of every version (``"system_detailed.v1"`` -> its text).
+
+    Old versions stay: summaries written with them are still stored, and the leakage check must recognise
+    their examples too.
+    """
+    folder = resources.files(_PACKAGE) / "prompts"
+    return {
+        entry.name.removesuffix(".txt"): entry.read_text(encoding="utf-8")
+        for entry in sorted(folder.iterdir(), key=lambda entry: entry.name)
+        if entry.name.endswith(".txt")
+    }
 
 
 def system_prompt(mode: SummaryMode, version: str = PROMPT_VERSION) -> str:

@@ -31,6 +31,8 @@ FailureReason = Literal[
     "permission_denied",
     "not_found",
     "bad_request",
+    # The prompt did not fit the model's context: the trace is rendered smaller and tried once more.
+    "context_exceeded",
     # A bug of ours or of the summarizer, caught so that the batch goes on.
     "internal_error",
 ]
@@ -72,6 +74,10 @@ class TraceSummaryResult(BaseModel):
     # Summed over every attempt that returned usage: a retried invalid answer was paid for too.
     input_tokens: int = 0
     output_tokens: int = 0
+    # Of the input tokens, those the provider served from its prompt cache (priced lower).
+    cached_input_tokens: int = 0
+    # The tier that served the last attempt, as the endpoint reported it ("flex", "default"), if it did.
+    service_tier: str | None = None
     # ``None`` when the model has no known price.
     cost_usd: float | None = None
     # Wall-clock time for the trace, retries and waits included.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import math
 import random
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,13 @@ from dataclasses import dataclass
 import openai
 
 from trace_summaries.summarize.result import FailureReason
+
+# How endpoints say the prompt does not fit: OpenAI's code ``context_length_exceeded``, llama.cpp's type
+# ``exceed_context_size_error``, vLLM's "maximum context length is N tokens".
+_CONTEXT_EXCEEDED = re.compile(
+    r"context_length_exceeded|exceed_context_size|maximum context length|exceeds the (available )?context",
+    re.IGNORECASE,
+)
 
 TRANSIENT_REASONS: frozenset[FailureReason] = frozenset(
     {"rate_limited", "server_error", "timeout", "connection"}
@@ -84,6 +92,10 @@ def classify_api_error(error: openai.APIError) -> FailureReason:
     if isinstance(error, openai.APIConnectionError):
         return "connection"
     if isinstance(error, openai.APIStatusError):
+        if error.status_code in (400, 413) and _CONTEXT_EXCEEDED.search(
+            f"{error.code} {error.type} {error.message}"
+        ):
+            return "context_exceeded"
         return classify_status(error.status_code)
     # APIResponseValidationError: a 2xx whose body is not a chat completion at all.
     return "invalid_json"

@@ -7,6 +7,7 @@ pydantic emit ``additionalProperties: false``, which OpenAI's strict structured 
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import re
@@ -74,6 +75,33 @@ def response_format() -> dict[str, Any]:
     return {
         "type": "json_schema",
         "json_schema": {"name": RESPONSE_SCHEMA_NAME, "strict": True, "schema": strict_json_schema()},
+    }
+
+
+# Bounds for servers whose structured output is a grammar (llama.cpp, vLLM): a small model that would repeat a
+# bullet or one string until the answer's cap must close its JSON within it instead. Sized so the largest
+# bounded answer fits in the default cap (config.LLMConfig.max_output_tokens); OpenAI's strict mode does not
+# take string lengths, so it gets the unbounded schema.
+BOUNDS = {
+    "title": {"maxLength": 100},
+    "flow_diagram": {"maxLength": 600},
+    "summary_bullets": {"maxItems": 10},
+    "interesting_notes": {"maxItems": 5},
+    "text": {"maxLength": 200},
+    "line_refs": {"maxLength": 24},
+}
+
+
+@functools.cache
+def bounded_response_format() -> dict[str, Any]:
+    """``response_format`` with ``BOUNDS`` on the schema (see there). Shared: must not be mutated."""
+    schema = copy.deepcopy(strict_json_schema())
+    for node in [schema, *schema.get("$defs", {}).values()]:
+        for name, prop in node.get("properties", {}).items():
+            prop.update(BOUNDS.get(name, {}))
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": RESPONSE_SCHEMA_NAME, "strict": True, "schema": schema},
     }
 
 

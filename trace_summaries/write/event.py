@@ -53,6 +53,8 @@ class SummaryEventProperties(BaseModel):
     bullets: list[SummaryItemProperty] = Field(alias="$ai_summary_bullets")
     interesting_notes: list[SummaryItemProperty] = Field(alias="$ai_summary_interesting_notes")
     text_repr_length: int = Field(alias="$ai_text_repr_length")
+    # The text was sampled down (to the size limit or the model's context): some lines were left out.
+    text_repr_sampled: bool = Field(default=False, alias="$ai_text_repr_sampled")
     event_count: int = Field(alias="$ai_event_count")
     trace_timestamp: str
     model: str = Field(alias="$ai_summary_model")
@@ -60,10 +62,14 @@ class SummaryEventProperties(BaseModel):
     prompt_version: str = Field(alias="$ai_summary_prompt_version")
     input_tokens: int = Field(alias="$ai_summary_input_tokens")
     output_tokens: int = Field(alias="$ai_summary_output_tokens")
+    cached_input_tokens: int = Field(default=0, alias="$ai_summary_cached_input_tokens")
+    service_tier: str | None = Field(default=None, alias="$ai_summary_service_tier")
     # None when the model has no known price (a self-hosted model, say).
     cost_usd: float | None = Field(alias="$ai_summary_cost_usd")
     line_refs_invalid: int = Field(default=0, alias="$ai_summary_line_refs_invalid")
     redactions: dict[str, int] = Field(default_factory=dict, alias="$ai_summary_redactions")
+    # Quality warnings, never a failure: e.g. an item that repeats the prompt's example text, not the trace.
+    warnings: list[str] = Field(default_factory=list, alias="$ai_summary_warnings")
 
 
 class SummaryEvent(BaseModel):
