@@ -238,3 +238,34 @@ def seeded_traces(count: int, *, team_id: int = 1, traces_per_hour: int = 200) -
         traces += list(by_trace.values())
         hour += timedelta(hours=1)
     return traces[:count]
+
+
+def seeded_samples(partitions: int, traces: int) -> dict[str, Any]:
+    """``partitions`` team-hours of ``traces`` seeded traces each (``team-<n>`` -> ``TeamHourSample``), as
+    ``sampled_traces`` hands them to the summarize step."""
+    from trace_summaries.sample import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
+
+    fields = ("uuid", "event", "timestamp", "properties")
+    samples: dict[str, Any] = {}
+    seeded = seeded_traces(partitions * traces)
+    for team in range(partitions):
+        chosen = seeded[team * traces : (team + 1) * traces]
+        sampled = [
+            SampledTrace(
+                trace_id=f"trace-{team}-{index}",
+                first_timestamp=min(event["timestamp"] for event in events),
+                event_count=len(events),
+                properties_chars=0,
+                events=[TraceEvent(**{key: event[key] for key in fields}) for event in events],
+            )
+            for index, events in enumerate(chosen)
+        ]
+        start = min(trace.first_timestamp for trace in sampled)
+        samples[f"team-{team}"] = TeamHourSample(
+            team_id=team,
+            window_start=start,
+            window_end=start + timedelta(hours=1),
+            traces=sampled,
+            stats=SamplingStats(),
+        )
+    return samples

@@ -49,15 +49,13 @@ import statistics
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import openai
-from _common import Row, print_rows, row, seeded_traces, timed
+from _common import Row, print_rows, row, seeded_samples, seeded_traces, timed
 from _servers import OpenAIServerProcess
 
-from trace_summaries.sample import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
 from trace_summaries.summarize import LLMSettings, LLMSummarizer
 from trace_summaries.summarize import llm as llm_module
 from trace_summaries.summarize.pacing import CallPacer
@@ -321,34 +319,6 @@ def run(quick: bool = False) -> list[Row]:
     return rows
 
 
-def _range_samples(partitions: int, traces: int) -> dict[str, TeamHourSample]:
-    """``partitions`` team-hours of ``traces`` seeded traces each, as ``sampled_traces`` hands them over."""
-    fields = ("uuid", "event", "timestamp", "properties")
-    samples: dict[str, TeamHourSample] = {}
-    seeded = seeded_traces(partitions * traces)
-    for team in range(partitions):
-        chosen = seeded[team * traces : (team + 1) * traces]
-        sampled = [
-            SampledTrace(
-                trace_id=f"trace-{team}-{index}",
-                first_timestamp=min(event["timestamp"] for event in events),
-                event_count=len(events),
-                properties_chars=0,
-                events=[TraceEvent(**{key: event[key] for key in fields}) for event in events],
-            )
-            for index, events in enumerate(chosen)
-        ]
-        start = min(trace.first_timestamp for trace in sampled)
-        samples[f"team-{team}"] = TeamHourSample(
-            team_id=team,
-            window_start=start,
-            window_end=start + timedelta(hours=1),
-            traces=sampled,
-            stats=SamplingStats(),
-        )
-    return samples
-
-
 def _ranged_rows(server: OpenAIServerProcess, quick: bool) -> list[Row]:
     """A ranged run's partitions under one limit of calls in flight, against one partition after another.
 
@@ -363,7 +333,7 @@ def _ranged_rows(server: OpenAIServerProcess, quick: bool) -> list[Row]:
     }
     rows: list[Row] = []
     for partitions, traces in RANGE_SHAPES[:1] if quick else RANGE_SHAPES:
-        samples = _range_samples(partitions, traces)
+        samples = seeded_samples(partitions, traces)
         server.reset_stats()
         sequential_s, _ = timed(
             lambda samples=samples: [

@@ -24,12 +24,11 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 
-from _common import Row, print_rows, row, seeded_traces
+from _common import Row, print_rows, row, seeded_samples
 
-from trace_summaries.sample import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
+from trace_summaries.sample import TeamHourSample
 from trace_summaries.summarize import LLMSettings, LLMSummarizer, chat_messages
 from trace_summaries.summarize.context_window import reported_context_tokens, text_budget_chars
 from trace_summaries.summarize.partition import (
@@ -44,28 +43,6 @@ BASELINE_PROMPT = "v1"
 BATCH_SIZE = 5  # the shipped default (TRACE_SUMMARIES_LLM_CONCURRENCY)
 FULL = {"smollm2": 4, "qwen05b": 4}
 QUICK = {"smollm2": 3}
-
-
-def _sample(count: int) -> TeamHourSample:
-    fields = ("uuid", "event", "timestamp", "properties")
-    traces = [
-        SampledTrace(
-            trace_id=f"trace-{index}",
-            first_timestamp=min(event["timestamp"] for event in events),
-            event_count=len(events),
-            properties_chars=0,
-            events=[TraceEvent(**{key: event[key] for key in fields}) for event in events],
-        )
-        for index, events in enumerate(seeded_traces(count))
-    ]
-    start = min(trace.first_timestamp for trace in traces)
-    return TeamHourSample(
-        team_id=1,
-        window_start=start,
-        window_end=start + timedelta(hours=1),
-        traces=traces,
-        stats=SamplingStats(),
-    )
 
 
 def _summarize(
@@ -88,7 +65,7 @@ def _summarize(
 
 
 def _model_rows(key: str, count: int) -> list[Row]:
-    sample = _sample(count)
+    sample = seeded_samples(1, count)["team-0"]
     figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-llm-") as tmp:
         log = Path(tmp) / "llama-server.log"
