@@ -75,7 +75,9 @@ def _serve(latency_s: float) -> None:
     sys.path.insert(0, str(REPO))
     from trace_summaries_harness.openai_server import OpenAICompatibleServer
 
-    server = OpenAICompatibleServer(latency_s=latency_s).start()
+    # Clean answers: these benchmarks measure throughput and pacing, comparable across runs; the varied
+    # repertoire (refusals, cut-offs retried) is the tests' business.
+    server = OpenAICompatibleServer(latency_s=latency_s, repertoire="clean").start()
     print(json.dumps({"base_url": server.base_url}), flush=True)
     try:
         for line in sys.stdin:

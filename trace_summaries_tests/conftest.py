@@ -1,21 +1,19 @@
-"""Shared fixtures: real engines on temporary directories and free loopback ports."""
+"""Shared fixtures: real engines on temporary directories and free loopback ports; the suite's clean
+environment; the reliability ledger's hooks and table."""
 
 from __future__ import annotations
 
 import gc
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-# Partitions are declared at import; tests use fixed hours in November 2026.
-os.environ.setdefault("TRACE_SUMMARIES_START_DATE", "2026-11-01")
-# Reliability tests record what they injected and what survived; the table is printed at the end. Set
-# before any test (and any subprocess it starts) runs, so every process appends to the same file.
-os.environ.setdefault(
-    "TRACE_SUMMARIES_RELIABILITY_LEDGER", os.path.join(tempfile.mkdtemp(prefix="ts-ledger-"), "ledger.jsonl")
-)
+# Before anything of ours is imported (the partition set is declared at import): the shell's settings of
+# ours and of the services we talk to are cleared, and what the tests need is set outright.
+from trace_summaries_tests.support import environment
+
+environment.apply()
 
 import dagster as dg
 import pytest
@@ -23,6 +21,7 @@ from dagster._core.storage.defs_state.base import DefsStateStorage
 
 from trace_summaries.store import TraceStore
 from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
+from trace_summaries_tests.reliability import ledger
 
 pytest_plugins = ["trace_summaries_tests.support.fixtures_llm"]
 
@@ -79,18 +78,45 @@ def _assert_no_dagster_instance_left_current() -> None:
     assert DefsStateStorage.get() is None, "a Dagster instance entered in this test was never exited"
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The reliability table: faults injected and survived, bad inputs tried, events lost, duplicates."""
-    from trace_summaries_tests.reliability import ledger
+@pytest.fixture(scope="session", autouse=True)
+def clean_environment() -> Iterator[None]:
+    """The session runs in the clean environment (``support/environment.py``), restored if a test leaked a
+    change of its own, and the shell's environment is back afterwards."""
+    before = environment.apply()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
 
-    table = ledger.totals(list(ledger.read()))
-    if not table:
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Commits the reliability rows a test recorded, with the test's outcome (not before its asserts)."""
+    report: pytest.TestReport = yield
+    if report.when == "call":
+        ledger.commit(item.nodeid, report.outcome)
+    elif report.when == "setup" and not report.passed:
+        ledger.discard()
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A row with anything lost or duplicated fails the run, whatever its test asserted; the rows are kept
+    in the run's base temp directory."""
+    rows = ledger.committed()
+    if rows:
+        ledger.write(rows, session.config._tmp_path_factory.getbasetemp() / "reliability-ledger.jsonl")  # type: ignore[attr-defined]
+    if ledger.failures(rows) and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability table: per category, what was tried, what survived, lost and duplicated, and how it
+    was observed."""
+    rows = ledger.committed()
+    if not rows:
         return
     terminalreporter.section("reliability")
-    terminalreporter.write_line(
-        f"{'category':<12} {'tried':>7} {'survived':>9} {'lost':>6} {'duplicates':>11}"
-    )
-    for category, row in sorted(table.items()):
-        terminalreporter.write_line(
-            f"{category:<12} {row['tried']:>7} {row['survived']:>9} {row['lost']:>6} {row['duplicates']:>11}"
-        )
+    for line in ledger.table_lines(rows):
+        terminalreporter.write_line(line)

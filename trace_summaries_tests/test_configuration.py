@@ -28,6 +28,8 @@ import pytest
 
 import trace_summaries
 from trace_summaries import config
+from trace_summaries_tests.support import clock
+from trace_summaries_tests.support.environment import base
 
 PROJECT = Path(__file__).resolve().parents[1]
 README = PROJECT / "README.md"
@@ -281,10 +283,10 @@ def test_the_example_deployment_environment_mentions_every_variable_and_holds_no
 
 def clean_env(tmp_path: Path, overrides: dict[str, str]) -> dict[str, str]:
     """Our environment without any of the project's variables, plus a data dir, a start date, overrides."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(OUR_PREFIXES)}
+    env = {k: v for k, v in base().items() if not k.startswith(OUR_PREFIXES)}
     env |= {
         "TRACE_SUMMARIES_DATA_DIR": str(tmp_path / "data"),
-        "TRACE_SUMMARIES_START_DATE": "2026-11-01",
+        "TRACE_SUMMARIES_START_DATE": clock.PARTITIONS_START.isoformat(),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
     (tmp_path / "dagster_home").mkdir(exist_ok=True)

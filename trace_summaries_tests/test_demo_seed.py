@@ -6,7 +6,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -32,8 +31,10 @@ from trace_summaries.demo.identity import SEED_NAMESPACE, event_uuid
 from trace_summaries.demo.scenarios import FEEDBACK_STRONG
 from trace_summaries.demo.writer import plan_chunks
 from trace_summaries.store import TraceStore
+from trace_summaries_tests.support import clock
+from trace_summaries_tests.support.environment import child_env
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+HOUR = clock.HOUR
 SEED = 7
 AI_EVENTS = {"$ai_trace", "$ai_span", "$ai_generation", "$ai_embedding", "$ai_metric", "$ai_feedback"}
 MAX_TRACE_EVENTS = 50
@@ -101,7 +102,7 @@ def test_generation_does_not_depend_on_the_process() -> None:
         "from trace_summaries_tests.test_demo_seed import _digest\n"
         "print(_digest(5, datetime(2026, 11, 20, 9, tzinfo=UTC), 25, 7))\n"
     )
-    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    env = child_env(PYTHONHASHSEED="12345")
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from trace_summaries_harness.postgres import PostgresInfo, postgres_server
+from trace_summaries_tests.support.environment import base
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEPLOY = PROJECT / "deploy"
@@ -342,7 +343,7 @@ def test_the_instance_rendered_from_the_values_matches_deploy_dagster_yaml() -> 
 
 
 def instance_info(home: Path, pg: PostgresInfo) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")} | {
+    env = {k: v for k, v in base().items() if not k.startswith("DAGSTER_")} | {
         "DAGSTER_HOME": str(home),
         "DAGSTER_PG_USERNAME": pg.user,
         "DAGSTER_PG_PASSWORD": pg.password,
@@ -368,7 +369,7 @@ def effective_concurrency(home: Path, pg: PostgresInfo) -> dict[str, Any]:
         "                      'run_coordinator': type(instance.run_coordinator).__name__,\n"
         "                      'run_retries': instance.run_retries_max_retries}))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")} | {
+    env = {k: v for k, v in base().items() if not k.startswith("DAGSTER_")} | {
         "DAGSTER_HOME": str(home),
         "DAGSTER_PG_USERNAME": pg.user,
         "DAGSTER_PG_PASSWORD": pg.password,

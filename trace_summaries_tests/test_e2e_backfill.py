@@ -14,7 +14,7 @@ falls in that hour; and a second identical backfill rewrites the same events (sa
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,14 @@ import pytest
 from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries_harness.dagster_stack import Stack, dagster_stack
+from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.expected_traces import (
     expected_traces,
     summary_count_and_distinct,
     summary_rows,
 )
 
-DAY = datetime(2026, 11, 20, tzinfo=UTC)
+DAY = clock.DAY
 HOURS = [DAY + timedelta(hours=i) for i in range(24)]
 TEAMS = ["1", "2", "3"]
 TRACES_PER_HOUR = 2

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -12,10 +11,12 @@ import dagster as dg
 from trace_summaries.defs.io_managers import partition_object_name
 from trace_summaries.store import TraceStore
 from trace_summaries_harness.dagster_cli import PROJECT, materialize_command
+from trace_summaries_tests.support import clock
+from trace_summaries_tests.support.environment import child_env
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.sample_files import sample_from_jsonl
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+HOUR = clock.HOUR
 TEAMS = ["1", "2", "3"]
 
 
@@ -35,13 +36,7 @@ def test_three_team_partitions_run_at_once_on_one_embedded_store(tmp_path: Path)
     with dg.DagsterInstance.local_temp(str(home)) as instance:
         instance.add_dynamic_partitions("teams", TEAMS)
 
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "TRACE_SUMMARIES_DATA_DIR": str(data_dir),
-        "TRACE_SUMMARIES_START_DATE": "2026-11-01",
-    }
-    env.pop("TRACE_SUMMARIES_CLICKHOUSE_DSN", None)
+    env = child_env(DAGSTER_HOME=str(home), TRACE_SUMMARIES_DATA_DIR=str(data_dir))
     runs = [
         subprocess.Popen(
             materialize_command("sampled_traces", f"2026-11-20-09:00|{team}"),

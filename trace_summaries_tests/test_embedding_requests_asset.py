@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,12 @@ from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries_harness.kafka_broker import KafkaBroker, running_kafka_broker
 from trace_summaries_harness.ports import free_port
-from trace_summaries_tests.support.kafka_topics import read_topic
+from trace_summaries_tests.support import clock
+from trace_summaries_tests.support.kafka_topics import key_difference, message_keys, read_topic
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+HOUR = clock.HOUR
 TEAM = 6
-KEY = f"2026-11-20-09:00|{TEAM}"
+KEY = f"{clock.HOUR_KEY}|{TEAM}"
 TRACES = 5
 TOPIC = "document_embeddings_input"
 
@@ -63,7 +64,7 @@ def embedding_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
 @pytest.fixture
 def seeded(store: TraceStore, instance: dg.DagsterInstance) -> TraceStore:
     seed_store(store, [TEAM], [HOUR], TRACES, progress=False, oversized_fraction=0.0)
-    instance.add_dynamic_partitions(TEAMS.name, [str(TEAM)])
+    instance.add_dynamic_partitions(str(TEAMS.name), [str(TEAM)])
     return store
 
 
@@ -75,15 +76,18 @@ def test_each_summary_becomes_one_contract_message_and_a_rerun_resends_the_same_
     assert first.success
     assert embedding_metadata(first)["embedding_requests_succeeded"] == TRACES
 
-    messages = read_topic(broker.client_config(), TOPIC, TRACES)
+    messages = read_topic(broker.client_config(), TOPIC)
     events = {
         event.properties.trace_id: event for event in first.output_for_node("trace_summaries")[KEY].events
     }
-    assert len(messages) == TRACES
+    # One message per summary, complete: an extra message (any key) fails here, named.
+    once = Counter(f"{TEAM}:llm-trace-summary-detailed:{trace}" for trace in events)
+    assert len(events) == TRACES
+    assert message_keys(messages) == once, key_difference(message_keys(messages), once)
     for message in messages:
-        body = json.loads(message.value())
+        body = json.loads(message.value() or b"")
         event = events[body["document_id"]]
-        assert message.key().decode() == f"{TEAM}:llm-trace-summary-detailed:{body['document_id']}"
+        assert (message.key() or b"").decode() == f"{TEAM}:llm-trace-summary-detailed:{body['document_id']}"
         assert body == {
             "team_id": TEAM,
             "product": "llm-analytics",
@@ -100,11 +104,13 @@ def test_each_summary_becomes_one_contract_message_and_a_rerun_resends_the_same_
 
     second = materialize(seeded, instance, tmp_path, kafka)
     assert second.success
-    resent = read_topic(broker.client_config(), TOPIC, 2 * TRACES)
-    keys = [m.key() for m in resent]
-    assert len(resent) == 2 * TRACES
+    resent = read_topic(broker.client_config(), TOPIC)
+    twice = once + once
+    assert message_keys(resent) == twice, key_difference(message_keys(resent), twice)
+    keys = [m.key() or b"" for m in resent]
     assert sorted(keys[:TRACES]) == sorted(keys[TRACES:])
-    assert sorted(m.value() for m in resent[:TRACES]) == sorted(m.value() for m in resent[TRACES:])
+    values = [m.value() or b"" for m in resent]
+    assert sorted(values[:TRACES]) == sorted(values[TRACES:])
 
 
 def test_with_the_broker_down_summaries_stay_written_and_failures_are_counted(

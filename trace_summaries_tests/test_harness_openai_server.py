@@ -1,4 +1,5 @@
-"""The OpenAI-compatible test server itself: embeddings, latency, in-flight counting, faults, CLI."""
+"""Harness tests: the OpenAI-compatible test server itself (embeddings, latency, in-flight counting,
+faults, the answer repertoire, CLI)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import asyncio
 import base64
 import json
 import math
+import re
 import struct
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,16 +19,25 @@ import openai
 import pytest
 import requests
 
+from trace_summaries.summarize.schema import BOUNDS
 from trace_summaries_harness.openai_server import (
+    ANSWER_SHAPES,
+    FIRST_CALL_ONLY,
+    REPERTOIRE,
     Fault,
     OpenAICompatibleServer,
+    answer_for_prompt,
+    answer_shape,
     embedding_dimensions,
     hashed_embedding,
     openai_server,
+    shaped_summary,
     summary_for_prompt,
 )
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.harness
 
 
 @pytest.fixture
@@ -145,6 +157,110 @@ def test_the_default_answer_cites_only_lines_of_the_prompt() -> None:
     assert summary["flow_diagram"] == "[+] [GEN] chat (gpt-4)"
 
 
+TRACE_PROMPT = (
+    "Summarize:\nL01: MY TRACE\nL02: " + "=" * 80 + "\nL03: └─ [+] [GEN] chat (gpt-4)\nL04: [1] USER"
+    "\nL05: Where is my order?\nL06: └─ [SPAN] lookup ERROR\nL07: ERROR: boom"
+)
+
+
+def chat(server: OpenAICompatibleServer, prompt: str) -> dict:
+    response = requests.post(
+        f"{server.base_url}/chat/completions",
+        json={"model": "m", "messages": [{"role": "user", "content": prompt}], "max_tokens": 700},
+        timeout=5,
+    )
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_the_repertoire_is_deterministic_per_prompt_and_unusable_shapes_come_on_a_first_call_only() -> None:
+    prompts = [f"{TRACE_PROMPT}\nL08: trace {number}" for number in range(240)]
+    first = [answer_shape(prompt) for prompt in prompts]
+    assert first == [answer_shape(prompt, 1) for prompt in prompts]  # the same prompt, the same shape
+    shares = Counter(first)
+    assert set(shares) == set(ANSWER_SHAPES)  # every shape comes up
+    total = sum(weight for _, weight in REPERTOIRE)
+    for shape, weight in REPERTOIRE:
+        assert abs(shares[shape] / len(prompts) - weight / total) < 0.06, (shape, shares)
+    later = {answer_shape(prompt, call) for prompt in prompts for call in (2, 3, 9)}
+    assert later == set(ANSWER_SHAPES) - FIRST_CALL_ONLY
+    # Every call after the first gets the same answer.
+    assert all(answer_shape(prompt, 2) == answer_shape(prompt, 7) for prompt in prompts)
+
+    refused = next(prompt for prompt, shape in zip(prompts, first, strict=True) if shape == "refusal")
+    with openai_server() as one, openai_server() as other:
+        answers = [chat(one, refused)["choices"][0]["message"] for _ in range(3)]
+        assert chat(other, refused)["choices"][0]["message"] == answers[0]
+        assert [request.shape for request in one.chat_requests()] == [
+            "refusal",
+            *[answer_shape(refused, 2)] * 2,
+        ]
+        assert [request.prompt_call for request in one.chat_requests()] == [1, 2, 3]
+    assert answers[0]["content"] is None and answers[1] == answers[2]
+
+
+def test_each_shape_answers_as_real_models_do() -> None:
+    lines = set(range(1, 8))
+    with openai_server() as server:
+        for shape in ANSWER_SHAPES:
+            server.enqueue_faults([Fault.shaped(shape)])
+            completion = chat(server, TRACE_PROMPT)
+            [choice] = completion["choices"]
+            message = choice["message"]
+            assert server.chat_requests()[-1].shape == shape
+            if shape == "refusal":
+                assert (message["content"], message["refusal"], choice["finish_reason"]) == (
+                    None,
+                    "I'm sorry, but I can't help with that request.",
+                    "stop",
+                )
+                continue
+            if shape == "cut_off":
+                assert choice["finish_reason"] == "length" and message["refusal"] is None
+                assert completion["usage"]["completion_tokens"] == 700  # the whole cap
+                with pytest.raises(json.JSONDecodeError):
+                    json.loads(message["content"])
+                continue
+            assert choice["finish_reason"] == "stop"
+            summary = json.loads(message["content"])
+            assert summary == shaped_summary(TRACE_PROMPT, shape)
+            items = summary["summary_bullets"] + summary["interesting_notes"]
+            refs = [item.get("line_refs") for item in items]
+            # Whatever the style, every line named is a line of the prompt.
+            assert {int(n) for ref in refs if ref for n in re.findall(r"\d+", ref)} <= lines, (shape, refs)
+            if shape in ("range", "list"):
+                # Every item cites two lines, in each of the styles models write.
+                styles = [r"^L\d+-L\d+$", r"^L\d+-\d+$", r"^L\d+ to L\d+$"]
+                if shape == "list":
+                    styles = [r"^L\d+, L\d+$", r"^L\d+; L\d+$", r"^L\d+ and L\d+$"]
+                assert all(any(re.match(style, ref) for ref in refs) for style in styles), refs
+                assert all(len(re.findall(r"\d+", ref)) == 2 for ref in refs), refs
+            elif shape in ("empty_ref", "missing_ref_key"):
+                assert refs.count("" if shape == "empty_ref" else None) == 1 and any(refs)
+            elif shape == "oversized":
+                assert len(summary["title"]) > BOUNDS["title"]["maxLength"] * 2
+                assert len(summary["flow_diagram"]) > BOUNDS["flow_diagram"]["maxLength"] * 2
+                assert len(summary["summary_bullets"]) > BOUNDS["summary_bullets"]["maxItems"]
+                assert len(summary["interesting_notes"]) > BOUNDS["interesting_notes"]["maxItems"]
+                assert min(len(item["text"]) for item in items) > BOUNDS["text"]["maxLength"] * 2
+            else:  # one line per item, as the prompt asks
+                assert summary == summary_for_prompt(TRACE_PROMPT)
+    assert Counter(server.served_shapes()) == Counter(ANSWER_SHAPES)
+    assert [request.shape for request in server.unusable_answers()] == ["refusal", "cut_off"]
+
+
+def test_the_clean_repertoire_always_cites_one_real_line_per_item() -> None:
+    prompts = [f"{TRACE_PROMPT}\nL08: trace {number}" for number in range(30)]
+    assert {"refusal", "cut_off", "oversized"} <= {answer_shape(prompt) for prompt in prompts}
+    with openai_server(repertoire="clean") as server:
+        for prompt in prompts:
+            message = chat(server, prompt)["choices"][0]["message"]
+            assert json.loads(message["content"]) == summary_for_prompt(prompt)
+        assert server.served_shapes() == Counter({"single": len(prompts)})
+    with pytest.raises(ValueError, match="repertoire"):
+        OpenAICompatibleServer(repertoire="kind")  # type: ignore[arg-type]
+
+
 def test_the_server_runs_standalone_and_vectors_are_stable_across_processes() -> None:
     process = subprocess.Popen(
         [
@@ -175,7 +291,9 @@ def test_the_server_runs_standalone_and_vectors_are_stable_across_processes() ->
             json={"model": "gpt-4.1-nano", "messages": [{"role": "user", "content": "L1: hello"}]},
             timeout=5,
         ).json()
-        assert json.loads(chat["choices"][0]["message"]["content"])["summary_bullets"][0]["line_refs"] == "L1"
+        # The repertoire's answer, the same in every process.
+        expected = answer_for_prompt("L1: hello", answer_shape("L1: hello"))
+        assert chat["choices"][0]["message"]["content"] == expected.content
     finally:
         process.terminate()
         process.wait(timeout=10)

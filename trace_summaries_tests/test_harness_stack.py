@@ -1,4 +1,4 @@
-"""The production-like test stack works for real, so later tests can trust it.
+"""Harness tests: the production-like test stack works for real, so later tests can trust it.
 
 * ClickHouse: the unmodified clickhouse-connect HTTP client, through ``TraceStore(http dsn)``, against the
   HTTP front over chDB (its own process): DDL with a MATERIALIZED column, compressed Native inserts,
@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,7 +27,10 @@ from trace_summaries.store import StoreError, TraceStore, as_utc
 from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
 from trace_summaries_harness.postgres import postgres_server
 from trace_summaries_harness.s3 import moto_s3
+from trace_summaries_tests.support.environment import child_env
 from trace_summaries_tests.support.events import ai_event
+
+pytestmark = pytest.mark.harness
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # A password that needs URL quoting, so the DSN path of the client is exercised too.
@@ -177,7 +179,7 @@ for batch in range(batches):
 
 def test_four_writer_processes_at_once(front: ClickHouseHTTPServer) -> None:
     writers, batches, size = 4, 5, 200
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = child_env(PYTHONPATH=str(REPO_ROOT))
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", _WRITER, front.dsn, str(w), str(batches), str(size)],
@@ -216,7 +218,7 @@ def test_postgres_serves_psycopg2_and_the_dagster_instance(tmp_path: Path) -> No
         (home / "dagster.yaml").write_text(pg.dagster_yaml)
         info = subprocess.run(
             [str(Path(sys.executable).parent / "dagster"), "instance", "info"],
-            env={**os.environ, "DAGSTER_HOME": str(home)},
+            env=child_env(DAGSTER_HOME=str(home)),
             capture_output=True,
             text=True,
             timeout=120,

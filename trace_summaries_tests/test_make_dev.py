@@ -15,6 +15,7 @@ import requests
 
 from trace_summaries.store import TraceStore
 from trace_summaries_harness.ports import free_port, wait_until
+from trace_summaries_tests.support.environment import base
 
 PROJECT = Path(__file__).parents[1]
 DEMO_START = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:00")
@@ -57,21 +58,23 @@ def make_dev(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     # Without a start date of its own: `make dev` writes one on its first run.
     env = {
         k: v
-        for k, v in os.environ.items()
+        for k, v in base().items()
         if not k.startswith(("DAGSTER_HOME", "TRACE_SUMMARIES_DATA", "TRACE_SUMMARIES_START_DATE"))
     }
     env.pop("TRACE_SUMMARIES_CLICKHOUSE_DSN", None)
-    log = (tmp_path / "make-dev.log").open("w")
+    log_path = tmp_path / "make-dev.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
         make("dev", data, port), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(
-            lambda: process.poll() is None and requests.get(f"{url}/server_info", timeout=2).ok,
-            timeout_s=240,
-            what="dagster dev",
-        )
+
+        def up() -> bool:
+            assert process.poll() is None, f"make dev exited with {process.returncode}"
+            return requests.get(f"{url}/server_info", timeout=2).ok
+
+        wait_until(up, timeout_s=240, what="dagster dev", log=lambda: log_path.read_text()[-4000:])
         yield url, data
     finally:
         os.killpg(process.pid, signal.SIGTERM)

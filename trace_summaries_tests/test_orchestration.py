@@ -21,13 +21,14 @@ from trace_summaries.defs.trace_summaries import trace_summaries
 from trace_summaries.demo import seed_store
 from trace_summaries.scheduling.run_plan import PlannedRun, plan_hourly_runs
 from trace_summaries.store import TraceStore
+from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.expected_traces import summaries_by_team
 from trace_summaries_tests.support.pipeline_defs import pipeline_definitions
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
-HOUR_KEY = "2026-11-20-09:00"
-TICK = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
+HOUR = clock.HOUR
+HOUR_KEY = clock.HOUR_KEY
+TICK = clock.hour(10) + timedelta(minutes=15)
 
 
 def apply(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:

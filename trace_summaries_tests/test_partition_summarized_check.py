@@ -4,7 +4,6 @@ several lines are figures, a partition of summaries that cite nothing blocks its
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -20,11 +19,12 @@ from trace_summaries.defs.trace_summaries import trace_summaries
 from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer
+from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+HOUR = clock.HOUR
 TEAM = 7
-KEY = f"2026-11-20-09:00|{TEAM}"
+KEY = f"{clock.HOUR_KEY}|{TEAM}"
 TRACES = 4
 
 

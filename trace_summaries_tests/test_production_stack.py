@@ -16,16 +16,23 @@ The stack, every part a real process on a loopback port:
 * embedding requests: a Kafka-protocol broker (noida-db) through ``KAFKA_BOOTSTRAP_SERVERS``;
 * the LLM: not configured, so the offline summarizer runs (``provider=heuristic``), as the README says.
 
-The tick is the schedule's own cron tick, not an imitation: ``TRACE_SUMMARIES_SCHEDULE_MINUTE`` is set to a
-minute 50-110 s ahead (the stack starts in ~15-40 s), so the daemon evaluates the schedule at that minute,
-with the team partitions the team sensor registered from ``TRACE_SUMMARIES_ALLOWED_TEAM_IDS``, and launches
-one run per team (``auto`` mode below the shard threshold) for the hour that just ended, the hour seeded
-beforehand. The test checks that the daemon knew the schedule before that minute, so a slow start fails with
-that message instead of waiting an hour.
+The tick is the schedule's own cron tick, not an imitation, and it is chosen only once the stack is up: the
+stack starts with ``TRACE_SUMMARIES_SCHEDULE_MINUTE`` at a minute half an hour away, and the test waits (as
+long as a loaded machine needs) until the daemon has created the schedule's state and the team sensor has
+registered the partitions from ``TRACE_SUMMARIES_ALLOWED_TEAM_IDS``. Then it picks the next minute boundary
+as the tick, seeds the hour that tick summarizes, and rolls the daemon out again with the tick's minute (the
+daemon is the process that evaluates schedules; the webserver keeps showing the first minute, and nothing
+here reads the schedule through it). Dagster evaluates every tick of a schedule from its state's start (or
+last checkpoint) on, and that state dates from before the tick: the new daemon ticks at that minute if it is
+up by then, and evaluates the tick as soon as it is up otherwise. Either way the tick at that minute, and
+only it, launches one run per team (``auto`` mode below the shard threshold) for the hour that just ended;
+no start-up time can make the test miss it.
 
 Then one partition is re-materialized from the command line (``dagster asset materialize``, same
 environment) and nothing may be duplicated: the same event uuids, one S3 object per partition (rewritten),
-and Kafka re-sends with the same message keys (consumers deduplicate on them).
+and Kafka re-sends with the same message keys (consumers deduplicate on them). The topic is read whole
+(each partition to its high watermark) and compared key by key: exactly one message per summary after the
+tick, exactly one more per summary of the re-materialized partition after it.
 """
 
 from __future__ import annotations
@@ -42,23 +49,29 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from dagster._core.scheduler.instigation import InstigatorState, InstigatorType, TickStatus
+from dagster._core.scheduler.instigation import (
+    InstigatorState,
+    InstigatorType,
+    ScheduleInstigatorData,
+    TickStatus,
+)
 
 from trace_summaries.config import DEFAULT_EMBEDDING_REQUESTS_TOPIC
 from trace_summaries.demo import seed_store
 from trace_summaries.partitions import hour_key
+from trace_summaries.queue.request import document_type_for_mode
 from trace_summaries.sample import AI_EVENT_TYPES
 from trace_summaries.scheduling.run_plan import last_complete_hour
 from trace_summaries.store import TraceStore
 from trace_summaries_harness.clickhouse_http import clickhouse_http_server
 from trace_summaries_harness.dagster_cli import PROJECT, materialize_command
-from trace_summaries_harness.dagster_stack import Stack, dagster_stack
+from trace_summaries_harness.dagster_stack import Stack, dagster_stack, start_daemon
 from trace_summaries_harness.kafka_broker import running_kafka_broker
 from trace_summaries_harness.ports import wait_until
 from trace_summaries_harness.postgres import PostgresInfo, postgres_server
 from trace_summaries_harness.s3 import moto_s3
 from trace_summaries_tests.support.expected_traces import EXPECTED_TRACES_SQL
-from trace_summaries_tests.support.kafka_topics import read_topic
+from trace_summaries_tests.support.kafka_topics import key_difference, message_keys, read_topic
 from trace_summaries_tests.support.sample_files import sample_from_jsonl
 
 TEAMS = ["1", "2", "3"]
@@ -69,8 +82,11 @@ PIPELINE_ASSETS = ("sampled_traces", "trace_summaries", "embedding_requests")
 S3_PREFIX = "prod-test/trace-summaries"
 CLICKHOUSE_USER = "trace_summaries"
 CLICKHOUSE_PASSWORD = "ch-prod-test-password"
-# The tick is at least this far ahead when the stack starts, so the daemon knows the schedule by then.
-TICK_LEAD_S = 50
+# The tick is the first minute boundary at least this far ahead once the stack is ready (any lead works:
+# a tick the new daemon comes up too late for is evaluated when it is up).
+TICK_LEAD_S = 5
+# The stack (webserver, daemon, code servers) up and the schedule's state and team partitions created.
+READY_TIMEOUT_S = 300
 RUNS_TIMEOUT_S = 180
 RUN_DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -102,6 +118,14 @@ def next_tick(now: datetime) -> datetime:
     """The first whole minute at least TICK_LEAD_S ahead."""
     ahead = now + timedelta(seconds=TICK_LEAD_S)
     return ahead.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+def roll_out_daemon(stack: Stack, log_path: Path) -> None:
+    """Replaces the stack's daemon by a new ``dagster-daemon run`` on ``stack.env`` (a deployment rolling out
+    a changed setting): the old one is stopped first (with its code server), so one daemon runs at a time."""
+    [old] = [process for process in stack.processes if process.name == "daemon"]
+    old.stop()
+    stack.processes[stack.processes.index(old)] = start_daemon(stack, log_path)
 
 
 def instance_env(home: Path, pg: PostgresInfo) -> dict[str, str]:
@@ -193,9 +217,9 @@ def wait_for_scheduled_runs(
 @pytest.mark.slow
 def test_hourly_tick_on_the_production_stack_then_rematerialize_without_duplicates(tmp_path: Path) -> None:
     started = time.monotonic()
-    tick = next_tick(datetime.now(UTC))
-    hour = last_complete_hour(tick, timedelta(0))
-    keys = [f"{hour_key(hour)}|{team}" for team in TEAMS]
+    now = datetime.now(UTC)
+    # A minute the first daemon never reaches during the test: the tick's minute is rolled out once chosen.
+    placeholder_minute = (now.minute + 30) % 60
     timings: dict[str, float] = {}
 
     with contextlib.ExitStack() as services:
@@ -210,14 +234,8 @@ def test_hourly_tick_on_the_production_stack_then_rematerialize_without_duplicat
         broker.create_topic(DEFAULT_EMBEDDING_REQUESTS_TOPIC)
         timings["services"] = time.monotonic() - started
 
-        # Traces arrive over HTTP, as the ingestion pipeline writes them.
         store = TraceStore(clickhouse.dsn)
         store.ensure_schema()
-        seed_store(
-            store, [int(t) for t in TEAMS], [hour], TRACES_PER_HOUR, progress=False, oversized_fraction=0.0
-        )
-        expected = expected_traces(store, hour)
-        assert {team for team, _ in expected} == {int(t) for t in TEAMS}
 
         home = tmp_path / "dagster_home"
         home.mkdir()
@@ -226,8 +244,8 @@ def test_hourly_tick_on_the_production_stack_then_rematerialize_without_duplicat
             # The pipeline's settings: README's Configuration table, nothing else.
             "TRACE_SUMMARIES_CLICKHOUSE_DSN": clickhouse.dsn,
             "TRACE_SUMMARIES_ALLOWED_TEAM_IDS": ",".join(TEAMS),
-            "TRACE_SUMMARIES_START_DATE": (hour - timedelta(days=1)).strftime("%Y-%m-%d"),
-            "TRACE_SUMMARIES_SCHEDULE_MINUTE": str(tick.minute),
+            "TRACE_SUMMARIES_START_DATE": (now - timedelta(days=1)).strftime("%Y-%m-%d"),
+            "TRACE_SUMMARIES_SCHEDULE_MINUTE": str(placeholder_minute),
             "TRACE_SUMMARIES_SCHEDULE_MODE": "auto",
             "TRACE_SUMMARIES_S3_BUCKET": s3.bucket,
             "TRACE_SUMMARIES_S3_PREFIX": S3_PREFIX,
@@ -240,27 +258,46 @@ def test_hourly_tick_on_the_production_stack_then_rematerialize_without_duplicat
         # dagster_stack prepares its own DAGSTER_HOME (a copy of the local dagster.yaml); ours overrides it.
         stack = services.enter_context(dagster_stack(tmp_path / "stack", env))
         assert stack.env["DAGSTER_HOME"] == str(home)
-        timings["stack"] = time.monotonic() - started
         instance = services.enter_context(open_instance(env))
 
-        # Before the tick: the daemon knows the schedule (its state dates from before the tick, or the tick
-        # would be skipped for an hour) and the team sensor has registered the allowlisted teams.
+        # The stack is ready for a tick once the daemon has the schedule's state (ticks are evaluated from
+        # it on) and the team sensor has registered the allowlisted teams. No deadline but a hang guard.
         def ready_for_tick() -> bool:
             stack.check_alive()
             state = schedule_state(instance)
             return state is not None and sorted(instance.get_dynamic_partitions("teams")) == TEAMS
 
-        seconds_left = tick.timestamp() - time.time() - 2
-        if seconds_left <= 0:
-            pytest.fail(f"the stack took {timings['stack']:.0f} s to start; the tick at {tick:%H:%M} passed")
-        wait_until(ready_for_tick, timeout_s=seconds_left, what="schedule state and team partitions")
+        wait_until(
+            ready_for_tick,
+            timeout_s=READY_TIMEOUT_S,
+            what="schedule state and team partitions",
+            interval_s=0.5,
+        )
+        timings["stack ready"] = time.monotonic() - started
         state = schedule_state(instance)
         assert state is not None and state.is_running
-        start_timestamp = state.instigator_data.start_timestamp  # type: ignore[union-attr]
-        assert start_timestamp is None or start_timestamp < tick.timestamp(), (start_timestamp, tick)
+        data = state.instigator_data
+        assert isinstance(data, ScheduleInstigatorData), data
+
+        # Only now the tick, its hour, and the hour's traces (over HTTP, as the ingestion pipeline writes).
+        tick = next_tick(datetime.now(UTC))
+        assert tick.minute != placeholder_minute, "the first daemon would tick at that minute too"
+        # Ticks are evaluated from here on: the tick is after it, so it is evaluated, late or not.
+        evaluated_from = max(data.start_timestamp or 0.0, data.last_iteration_timestamp or 0.0)
+        assert 0 < evaluated_from < tick.timestamp(), (data, tick)
+        hour = last_complete_hour(tick, timedelta(0))
+        keys = [f"{hour_key(hour)}|{team}" for team in TEAMS]
+        seed_store(
+            store, [int(t) for t in TEAMS], [hour], TRACES_PER_HOUR, progress=False, oversized_fraction=0.0
+        )
+        expected = expected_traces(store, hour)
+        assert {team for team, _ in expected} == {int(t) for t in TEAMS}
+        stack.env["TRACE_SUMMARIES_SCHEDULE_MINUTE"] = str(tick.minute)
+        roll_out_daemon(stack, tmp_path / "stack" / "daemon-tick-minute.log")
+        timings["tick chosen, daemon rolled out"] = time.monotonic() - started
 
         runs = wait_for_scheduled_runs(
-            stack, instance, time.monotonic() + (tick.timestamp() - time.time()) + RUNS_TIMEOUT_S
+            stack, instance, time.monotonic() + max(0.0, tick.timestamp() - time.time()) + RUNS_TIMEOUT_S
         )
         timings["tick runs"] = time.monotonic() - started
         assert sorted(run.tags["dagster/partition"] for run in runs) == keys
@@ -304,12 +341,12 @@ def test_hourly_tick_on_the_production_stack_then_rematerialize_without_duplicat
             sample = sample_from_jsonl(body["Body"].read())
             assert {trace.trace_id for trace in sample.traces} == {t for tm, t in expected if tm == int(team)}
 
-        # One embedding request per summary on Kafka, keyed by team, document type and trace.
-        messages = read_topic(broker.client_config(), DEFAULT_EMBEDDING_REQUESTS_TOPIC, expected=len(events))
-        assert len(messages) == len(events)
-        first_keys = Counter(message.key().decode() for message in messages)
-        assert len(first_keys) == len(events) and set(first_keys.values()) == {1}
-        assert {(int(k.split(":")[0]), k.split(":")[-1]) for k in first_keys} == expected
+        # One embedding request per summary on Kafka, keyed by team, document type and trace: the whole
+        # topic, so an extra message of any key fails here, named.
+        document_type = document_type_for_mode("detailed")
+        first_keys = Counter(f"{team}:{document_type}:{trace}" for team, trace in expected)
+        found = message_keys(read_topic(broker.client_config(), DEFAULT_EMBEDDING_REQUESTS_TOPIC))
+        assert found == first_keys, key_difference(found, first_keys)
 
         # Re-materialize one partition from the command line, with the same environment.
         rerun_key = keys[1]
@@ -332,13 +369,11 @@ def test_hourly_tick_on_the_production_stack_then_rematerialize_without_duplicat
         assert sorted(objects_again) == sorted(objects), "one object per partition, replaced in place"
         rerun_object = f"{S3_PREFIX}/sampled_traces/{hour_segment}/{rerun_key.split('|')[1]}.jsonl"
         assert objects_again[rerun_object]["LastModified"] >= before_rerun
-        team_two = sum(1 for _, team, *_ in events if team == int(rerun_key.split("|")[1]))
-        messages = read_topic(
-            broker.client_config(), DEFAULT_EMBEDDING_REQUESTS_TOPIC, expected=len(events) + team_two
-        )
-        keys_again = Counter(message.key().decode() for message in messages)
-        assert set(keys_again) == set(first_keys), "re-sent with the same keys: consumers deduplicate"
-        assert sum(keys_again.values()) == len(events) + team_two
+        # Re-sent with the same keys (consumers deduplicate): the re-materialized team's keys once more.
+        rerun_team = int(rerun_key.split("|")[1])
+        keys_again = first_keys + Counter(key for key in first_keys if int(key.split(":")[0]) == rerun_team)
+        found = message_keys(read_topic(broker.client_config(), DEFAULT_EMBEDDING_REQUESTS_TOPIC))
+        assert found == keys_again, key_difference(found, keys_again)
         manual = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": rerun_key}))
         assert sorted(run.status.value for run in manual) == [
             "SUCCESS",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from confluent_kafka import Message
 from trace_summaries.queue.producer import MAX_REPORTED_ERRORS, EmbeddingRequestProducer
 from trace_summaries.queue.request import EmbeddingRequest, SummaryDocument, build_embedding_request
 from trace_summaries_harness.kafka_broker import KafkaBroker, running_kafka_broker
+from trace_summaries_tests.support.kafka_topics import key_difference, message_keys
 from trace_summaries_tests.support.kafka_topics import read_topic as read_whole_topic
 
 TOPIC = "document_embeddings_input"
@@ -48,8 +50,14 @@ def value(message: Message) -> dict[str, object]:
     return dict(json.loads(message.value() or b""))
 
 
-def read_topic(broker: KafkaBroker, expected: int, timeout_s: float = 15.0) -> list[Message]:
-    return read_whole_topic(broker.client_config(), TOPIC, expected, timeout_s)
+def read_topic(broker: KafkaBroker) -> list[Message]:
+    """Every message on the topic (each partition read to its high watermark), not just the first few."""
+    return read_whole_topic(broker.client_config(), TOPIC)
+
+
+def keys_of(count: int, times: int = 1, team_id: int = 2) -> Counter[str]:
+    """The keys of ``requests(count)``, each ``times`` times: what the topic must hold, completely."""
+    return Counter({f"{team_id}:llm-trace-summary-detailed:trace-{index}": times for index in range(count)})
 
 
 def test_each_request_is_one_message_matching_the_contract_field_by_field(broker: KafkaBroker) -> None:
@@ -58,7 +66,10 @@ def test_each_request_is_one_message_matching_the_contract_field_by_field(broker
         report = producer.send(sent)
 
     assert (report.succeeded, report.failed, report.errors) == (3, 0, [])
-    received = {str(value(m)["document_id"]): m for m in read_topic(broker, 3)}
+    messages = read_topic(broker)
+    found = message_keys(messages)
+    assert found == keys_of(3), key_difference(found, keys_of(3))
+    received = {str(value(m)["document_id"]): m for m in messages}
     assert sorted(received) == ["trace-0", "trace-1", "trace-2"]
     for index in range(3):
         message = received[f"trace-{index}"]
@@ -82,8 +93,9 @@ def test_sending_the_same_requests_twice_resends_them_with_the_same_keys(broker:
         second = producer.send(requests(4))
 
     assert (first.succeeded, second.succeeded) == (4, 4)
-    messages = read_topic(broker, 8)
-    assert len(messages) == 8
+    messages = read_topic(broker)
+    found = message_keys(messages)
+    assert found == keys_of(4, times=2), key_difference(found, keys_of(4, times=2))
     by_key: dict[bytes | None, list[bytes | None]] = {}
     for message in messages:
         by_key.setdefault(message.key(), []).append(message.value())
@@ -119,8 +131,9 @@ def test_a_producer_outlives_a_broker_restart(broker: KafkaBroker) -> None:
     assert producer.send(requests(3)[2:]).succeeded == 1
     producer.close()
     # The broker kept the message sent before its restart; the failed one was never written.
-    ids = sorted(str(value(m)["document_id"]) for m in read_topic(broker, 2))
-    assert ids == ["trace-0", "trace-2"]
+    found = message_keys(read_topic(broker))
+    wanted = Counter(["2:llm-trace-summary-detailed:trace-0", "2:llm-trace-summary-detailed:trace-2"])
+    assert found == wanted, key_difference(found, wanted)
 
 
 def test_an_unreachable_address_fails_fast_without_raising() -> None:

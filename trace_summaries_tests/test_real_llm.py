@@ -16,8 +16,8 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +46,15 @@ from trace_summaries_harness.llama_server import (
     running_llama_server,
 )
 from trace_summaries_harness.ports import free_port
-from trace_summaries_tests.support.kafka_topics import read_topic
+from trace_summaries_tests.support import clock
+from trace_summaries_tests.support.environment import child_env
+from trace_summaries_tests.support.kafka_topics import key_difference, message_keys, read_topic
 
 PROJECT = Path(__file__).parents[1]
 MODEL = "smollm2"
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+HOUR = clock.HOUR
 TEAM = 8
-KEY = f"2026-11-20-09:00|{TEAM}"
+KEY = f"{clock.HOUR_KEY}|{TEAM}"
 TRACES = 3
 TOPIC = "document_embeddings_input"
 # Not a performance bound: a hang guard. A run still going after this long is cut off by stopping the server
@@ -150,7 +152,7 @@ def test_standalone_server_prints_its_url_and_await_prints_the_pipeline_settings
     """What `make dev LLM=local` runs: the server in the background, then a wait that fails or exports."""
     port, log = free_port(), tmp_path / "llama-server.log"
     script = [sys.executable, "-m", "trace_summaries_harness.llama_server"]
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    env = child_env(PYTHONPATH=str(PROJECT))
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*script, "--model", MODEL, "--port", str(port)],
@@ -297,6 +299,10 @@ def test_a_partition_of_demo_traces_runs_end_to_end_on_the_real_model_with_defau
         assert summaries["line_refs_invalid"] == figures["references_dropped"]
 
         queued = materialization_metadata(result, "embedding_requests")
-        messages = read_topic(broker.client_config(), TOPIC, summaries["generated"])
+        messages = read_topic(broker.client_config(), TOPIC)
         assert queued["embedding_requests_succeeded"] == summaries["generated"] > 0, queued
-        assert len(messages) == summaries["generated"]
+        # The whole topic: one message per generated summary, keyed by its trace, and nothing else.
+        events = result.output_for_node("trace_summaries")[KEY].events
+        wanted = Counter(f"{TEAM}:llm-trace-summary-detailed:{event.properties.trace_id}" for event in events)
+        assert len(events) == summaries["generated"], (len(events), summaries)
+        assert message_keys(messages) == wanted, key_difference(message_keys(messages), wanted)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -20,10 +20,11 @@ from trace_summaries.demo import seed_store
 from trace_summaries.sample import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
 from trace_summaries.store import TraceStore
 from trace_summaries_harness.s3 import S3Endpoint, moto_s3
+from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.sample_files import sample_from_jsonl, sample_to_jsonl
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
-HOUR_KEY = "2026-11-20-09:00"
+HOUR = clock.HOUR
+HOUR_KEY = clock.HOUR_KEY
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -15,11 +15,12 @@ from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.defs.sampled_traces import SampledTracesConfig, sampled_traces
 from trace_summaries.sample import SampledTrace, SamplingConfig, SamplingStats, TeamHourSample, TraceEvent
 from trace_summaries.store import TraceStore
+from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.sample_files import sample_from_jsonl, sample_to_jsonl
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
-HOUR_KEY = "2026-11-20-09:00"
+HOUR = clock.HOUR
+HOUR_KEY = clock.HOUR_KEY
 
 
 def resources(store: TraceStore, tmp_path: Path) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from trace_summaries.sample import jsonl_lines
 from trace_summaries.sample.query import (
@@ -14,10 +14,11 @@ from trace_summaries.sample.query import (
     sample_team_hour,
 )
 from trace_summaries.store import TraceStore
+from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.sample_files import sample_from_jsonl, sample_to_jsonl
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+HOUR = clock.HOUR
 END = HOUR + timedelta(hours=1)
 TEAM = 7
 

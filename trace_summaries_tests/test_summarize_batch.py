@@ -47,7 +47,8 @@ def test_no_more_than_batch_size_calls_are_in_flight(llm_server: OpenAICompatibl
     )
     assert all(result.generated for result in results.values())
     assert llm_server.max_in_flight == 3
-    assert len(llm_server.chat_requests()) == 12
+    # One call a trace, and a retry after each refusal or cut-off answer of the fake's repertoire.
+    assert len(llm_server.chat_requests()) == 12 + len(llm_server.unusable_answers())
 
 
 def test_traces_are_prepared_only_when_a_slot_frees_up(llm_server: OpenAICompatibleServer) -> None:

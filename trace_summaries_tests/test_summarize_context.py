@@ -3,7 +3,6 @@ through the `trace_summaries` asset against the real OpenAI-compatible test serv
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -26,12 +25,13 @@ from trace_summaries.summarize.context_window import (
 from trace_summaries.write.event import SummaryEvent
 from trace_summaries_harness.one_partition import read_summary_events
 from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer
+from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
-END = datetime(2026, 11, 20, 10, tzinfo=UTC)
+HOUR = clock.HOUR
+END = clock.hour(10)
 TEAM = 11
-KEY = f"2026-11-20-09:00|{TEAM}"
+KEY = f"{clock.HOUR_KEY}|{TEAM}"
 TRACES = 5
 
 
@@ -111,7 +111,8 @@ def test_a_trace_the_endpoint_finds_too_long_is_rendered_smaller_and_tried_once_
     assert result.success
     assert len(events) == TRACES  # the refused trace too
     requests = llm_server.chat_requests()
-    assert len(requests) == TRACES + 1
+    # Plus a retry after each refusal or cut-off answer of the fake's repertoire.
+    assert len(requests) == TRACES + 1 + len(llm_server.unusable_answers())
     refused, *_ = requests
     retried = [
         r for r in requests[1:] if r.body["messages"][1]["content"] != refused.body["messages"][1]["content"]

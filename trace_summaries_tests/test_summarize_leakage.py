@@ -36,6 +36,7 @@ from trace_summaries.summarize.partition import PIPELINE_RENDERING
 from trace_summaries.summarize.prompts import load_prompt, shipped_prompts
 from trace_summaries.text_repr import format_trace
 from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer
+from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
 
 V1_TITLES = ("Refund Request Routed to Billing Tool", "Search Agent Fails on Expired API Key")
@@ -204,9 +205,9 @@ def test_a_prompt_is_split_into_examples_and_rule_text() -> None:
 
 # Through the asset: the LLM answers every trace with v1's example; the run succeeds and says so.
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+HOUR = clock.HOUR
 TEAM = 5
-KEY = f"2026-11-20-09:00|{TEAM}"
+KEY = f"{clock.HOUR_KEY}|{TEAM}"
 TRACES = 4
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from typing import Any
 
@@ -22,8 +23,14 @@ from trace_summaries.summarize import (
     response_format,
 )
 from trace_summaries.summarize.prompts import chat_messages, system_prompt
+from trace_summaries.summarize.schema import ANSWER_LIMITS, SummarizationResponse, SummaryItem, bound_summary
 from trace_summaries.summarize.steps import trace_name
-from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer, openai_server
+from trace_summaries_harness.openai_server import (
+    Fault,
+    OpenAICompatibleServer,
+    answer_for_prompt,
+    openai_server,
+)
 from trace_summaries_tests.support.fixtures_llm import (
     TEST_API_KEY,
     checkout_events,
@@ -37,6 +44,23 @@ def summarize(summarizer: LLMSummarizer, mode: SummaryMode = "detailed") -> Trac
     return asyncio.run(summarizer.summarize(checkout_text(), checkout_events(), mode))
 
 
+def _last_content(server: OpenAICompatibleServer) -> str:
+    """The content of the last answer: the fake's answer for the prompt in the shape it served."""
+    request = server.chat_requests()[-1]
+    assert request.shape is not None
+    content = answer_for_prompt(request.message_text("user"), request.shape).content
+    assert content is not None
+    return content
+
+
+def missing_refs_served(server: OpenAICompatibleServer) -> int:
+    """Items the last answer gave without ``line_refs`` (the repertoire's ``missing_ref_key`` shape: one)."""
+    return 1 if server.chat_requests()[-1].shape == "missing_ref_key" else 0
+
+
+CANONICAL_REF = re.compile(r"L[1-9]\d*(?:-L[1-9]\d*)?")
+
+
 @pytest.mark.parametrize("mode", SUMMARY_MODES)
 def test_a_trace_is_summarized_with_strict_structured_output(
     llm_server: OpenAICompatibleServer, mode: SummaryMode
@@ -46,11 +70,12 @@ def test_a_trace_is_summarized_with_strict_structured_output(
     assert result.status == "generated", result.error
     assert (result.provider, result.model, result.mode) == ("openai", "gpt-4.1-nano", mode)
     assert result.prompt_version == PROMPT_VERSION
-    assert result.attempts == 1 and result.retry_waits_s == ()
+    # One attempt, or two when the fake's answer to this prompt's first call is a refusal or cut off.
+    assert result.attempts == len(llm_server.chat_requests()) == len(result.retry_waits_s) + 1 <= 2
     assert result.summary is not None and result.summary.summary_bullets
-    assert result.request_id == "req_test_0"
+    assert result.request_id == f"req_test_{result.attempts - 1}"
 
-    (request,) = llm_server.chat_requests()
+    request = llm_server.chat_requests()[-1]
     body = request.body
     assert body["model"] == "gpt-4.1-nano"
     assert body["response_format"]["type"] == "json_schema"
@@ -87,7 +112,7 @@ def test_the_request_is_the_one_the_sdk_create_call_sends(
             )
 
     asyncio.run(summarizer_then_sdk())
-    ours, sdk = llm_server.chat_requests()
+    ours, *_, sdk = llm_server.chat_requests()  # *_: the retry of a refused or cut-off first answer, if any
     assert ours.path == sdk.path == "/v1/chat/completions"
     assert ours.body == sdk.body
     # A compatible endpoint (a base URL) gets the answer's cap as `max_tokens`, which every server reads.
@@ -102,10 +127,12 @@ def test_line_refs_are_normalised_and_point_at_existing_lines(llm_server: OpenAI
     assert result.summary is not None
     text = checkout_text()
     refs = [item.line_refs for item in result.summary.summary_bullets + result.summary.interesting_notes]
-    # The llm_server copies refs as written in the prompt ("L08"); the summary holds them canonical ("L8").
-    assert refs and all(ref.startswith("L") and not ref.startswith("L0") for ref in refs)
-    assert all(text.has_line(int(ref[1:])) for ref in refs)
-    assert result.line_refs_invalid == 0
+    # The llm_server copies refs as written in the prompt ("L08", "L08-10", "L08; L19"); the summary holds
+    # them canonical ("L8", "L8-L10", "L8, L19"). An item may cite nothing (""), not all of them.
+    cited = [one for ref in refs if ref for one in ref.split(", ")]
+    assert cited and all(CANONICAL_REF.fullmatch(one) for one in cited), refs
+    assert all(text.has_line(int(end)) for one in cited for end in one[1:].split("-L"))
+    assert result.line_refs_invalid == missing_refs_served(llm_server)
 
 
 def test_token_usage_and_estimated_cost_are_recorded(llm_server: OpenAICompatibleServer) -> None:
@@ -202,6 +229,8 @@ def test_a_trace_that_always_times_out_fails_with_timeout(llm_server: OpenAIComp
         (Fault.invalid_json(), "invalid_json"),
         (Fault.schema_violation(), "schema_violation"),
         (Fault.empty_content(), "empty_content"),
+        (Fault.refusal(), "refused"),
+        (Fault.cut_off(), "invalid_json"),
     ],
 )
 def test_an_unusable_answer_is_retried_once(
@@ -218,6 +247,19 @@ def test_an_unusable_answer_is_retried_once(
     assert failed.error is not None and reason in failed.error
 
 
+def test_a_refusal_and_a_cut_off_answer_say_what_happened(llm_server: OpenAICompatibleServer) -> None:
+    llm_server.enqueue_faults([Fault.refusal("I can't help with that.")] * 2)
+    refused = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert (refused.reason, refused.error) == ("refused", "the model refused: I can't help with that.")
+
+    llm_server.enqueue_faults([Fault.cut_off()] * 2)
+    cut_off = summarize(LLMSummarizer(fast_settings(llm_server, max_output_tokens=300)))
+    assert cut_off.reason == "invalid_json" and cut_off.error is not None
+    assert cut_off.error.startswith("the answer was cut off at the output cap (finish_reason 'length')")
+    # The cut-off answers spent their whole cap, and were paid for.
+    assert cut_off.output_tokens == 2 * 300
+
+
 def test_unusable_answers_can_be_made_final(llm_server: OpenAICompatibleServer) -> None:
     llm_server.enqueue_faults([Fault.invalid_json()])
     result = summarize(LLMSummarizer(fast_settings(llm_server, content_retries=0)))
@@ -225,9 +267,12 @@ def test_unusable_answers_can_be_made_final(llm_server: OpenAICompatibleServer) 
 
 
 def test_tokens_of_a_retried_bad_answer_are_counted(llm_server: OpenAICompatibleServer) -> None:
-    clean = summarize(LLMSummarizer(fast_settings(llm_server)))
+    # The bad answer first: the prompt's later calls all get the same answer from the fake, so the retry
+    # and the clean call below are paid alike.
     llm_server.enqueue_faults([Fault.invalid_json()])
     retried = summarize(LLMSummarizer(fast_settings(llm_server)))
+    clean = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert (retried.attempts, clean.attempts) == (2, 1)
     assert retried.input_tokens == 2 * clean.input_tokens
     assert retried.output_tokens > clean.output_tokens
 
@@ -240,6 +285,89 @@ def test_refs_to_missing_lines_are_dropped_and_counted(llm_server: OpenAICompati
     assert result.summary is not None
     assert [item.line_refs for item in result.summary.summary_bullets] == ["L1", ""]
     assert result.summary.interesting_notes[0].line_refs == ""
+
+
+@pytest.mark.parametrize("absent", [{}, {"line_refs": None}])
+def test_an_item_without_line_refs_keeps_its_text_and_counts_as_a_dropped_reference(
+    llm_server: OpenAICompatibleServer, absent: dict[str, Any]
+) -> None:
+    """A server that ignores the schema may leave ``line_refs`` out: one item's citation, not the summary."""
+    content = {
+        "title": "t",
+        "flow_diagram": "a",
+        "summary_bullets": [{"text": "cited", "line_refs": "L08"}, {"text": "uncited", **absent}],
+        "interesting_notes": [{"text": "also uncited", **absent}],
+    }
+    llm_server.enqueue_faults([Fault.with_content(json.dumps(content))])
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert (result.status, result.attempts) == ("generated", 1)
+    assert result.summary is not None
+    items = result.summary.summary_bullets + result.summary.interesting_notes
+    assert [(item.text, item.line_refs) for item in items] == [
+        ("cited", "L8"),
+        ("uncited", ""),
+        ("also uncited", ""),
+    ]
+    assert result.line_refs_invalid == 2
+
+
+@pytest.mark.parametrize(("fault", "separator"), [(Fault.ranged_refs(), "-"), (Fault.listed_refs(), ", ")])
+def test_ranges_and_lists_of_real_lines_are_valid_citations(
+    llm_server: OpenAICompatibleServer, fault: Fault, separator: str
+) -> None:
+    llm_server.enqueue_faults([fault])
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert result.summary is not None and result.line_refs_invalid == 0
+    refs = [item.line_refs for item in result.summary.summary_bullets + result.summary.interesting_notes]
+    assert refs and all(separator in ref and CANONICAL_REF.fullmatch(ref.split(", ")[0]) for ref in refs)
+
+
+def test_an_oversized_answer_is_cut_to_the_answer_limits_with_warnings(
+    llm_server: OpenAICompatibleServer,
+) -> None:
+    llm_server.enqueue_faults([Fault.oversized()])
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert (result.status, result.attempts) == ("generated", 1)
+    summary = result.summary
+    assert summary is not None
+    # Cut strings end with "…" (after any trailing space is dropped), within the limit.
+    assert len(summary.title) <= ANSWER_LIMITS["title"] and summary.title.endswith("…")
+    assert len(summary.flow_diagram) <= ANSWER_LIMITS["flow_diagram"] and summary.flow_diagram.endswith("…")
+    assert len(summary.summary_bullets) == ANSWER_LIMITS["summary_bullets"]
+    assert len(summary.interesting_notes) == ANSWER_LIMITS["interesting_notes"]
+    texts = [item.text for item in summary.summary_bullets + summary.interesting_notes]
+    assert all(len(text) <= ANSWER_LIMITS["text"] and text.endswith("…") for text in texts)
+    assert result.warnings == (
+        f"title cut from {len(json.loads(_last_content(llm_server))['title'])} to {ANSWER_LIMITS['title']} "
+        "characters",
+        f"flow_diagram cut from {len(json.loads(_last_content(llm_server))['flow_diagram'])} to "
+        f"{ANSWER_LIMITS['flow_diagram']} characters",
+        f"summary_bullets cut from 16 to {ANSWER_LIMITS['summary_bullets']} items",
+        f"interesting_notes cut from 8 to {ANSWER_LIMITS['interesting_notes']} items",
+        f"15 item texts cut to {ANSWER_LIMITS['text']} characters",
+    )
+    # References of the items kept are checked as usual; those of the items cut away are not counted.
+    assert result.line_refs_invalid == 0
+
+
+def test_references_of_items_cut_away_are_not_counted(llm_server: OpenAICompatibleServer) -> None:
+    bullets = [{"text": f"fact {n}", "line_refs": "L8"} for n in range(10)]
+    bullets += [{"text": "no reference"}, {"text": "a missing line", "line_refs": "L999"}]
+    content = {"title": "t", "flow_diagram": "a", "summary_bullets": bullets, "interesting_notes": []}
+    llm_server.enqueue_faults([Fault.with_content(json.dumps(content))])
+    result = summarize(LLMSummarizer(fast_settings(llm_server)))
+    assert result.summary is not None and len(result.summary.summary_bullets) == 10
+    assert (result.line_refs_invalid, result.warnings) == (0, ("summary_bullets cut from 12 to 10 items",))
+
+
+def test_an_answer_within_the_limits_is_kept_as_it_is() -> None:
+    summary = SummarizationResponse(
+        title="t" * ANSWER_LIMITS["title"],
+        flow_diagram="f",
+        summary_bullets=[SummaryItem(text="x" * ANSWER_LIMITS["text"], line_refs="L1")] * 10,
+        interesting_notes=[],
+    )
+    assert bound_summary(summary) == (summary, [])
 
 
 def test_hand_written_refs_are_normalised(llm_server: OpenAICompatibleServer) -> None:
@@ -318,5 +446,5 @@ def test_a_real_rendering_is_sent_whole_and_cited_correctly(
     result = asyncio.run(
         LLMSummarizer(fast_settings(llm_server)).summarize(text, checkout_events(), "minimal")
     )
-    assert result.status == "generated" and result.line_refs_invalid == 0
+    assert result.status == "generated" and result.line_refs_invalid == missing_refs_served(llm_server)
     assert text.text in llm_server.chat_requests()[0].message_text("user")

@@ -25,7 +25,8 @@ from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY, fast_settin
 
 @pytest.fixture
 def server() -> Iterator[OpenAICompatibleServer]:
-    with openai_server(require_api_key=TEST_API_KEY) as started:
+    # Clean answers: these tests count calls and failures (one attempt a trace), not what the answers say.
+    with openai_server(require_api_key=TEST_API_KEY, repertoire="clean") as started:
         yield started
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from trace_summaries.defs.io_managers import partition_object_name
 from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries_harness.dagster_stack import Stack, dagster_stack
+from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.sample_files import sample_from_jsonl
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_EXECUTABLE") or "/usr/bin/chromium")
@@ -40,8 +40,8 @@ CHROMIUM_ARGS = [
 ]
 INSTALL = "apt-get install -y chromium && pip install playwright (never `playwright install`)"
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
-HOUR_KEY = "2026-11-20-09:00"
+HOUR = clock.HOUR
+HOUR_KEY = clock.HOUR_KEY
 TEAMS = ["1", "2"]
 TEAM = "1"
 TRACES_PER_HOUR = 2

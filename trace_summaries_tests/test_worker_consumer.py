@@ -35,7 +35,8 @@ from trace_summaries_harness.openai_server import (
     hashed_embedding,
     openai_server,
 )
-from trace_summaries_harness.ports import free_port, wait_until
+from trace_summaries_harness.ports import free_port, running, wait_until
+from trace_summaries_tests.support.environment import child_env
 
 TOPIC = "document_embeddings_input"
 SMALL_MODEL = "text-embedding-3-small-64"
@@ -264,14 +265,13 @@ def test_a_document_the_endpoint_rejects_is_isolated_and_skipped(
 def _worker_subprocess(
     command: list[str], broker: KafkaBroker, store: TraceStore, base_url: str, log: Path
 ) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(PROJECT_ROOT),
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "TRACE_SUMMARIES_CLICKHOUSE_DSN": store.dsn,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": base_url,
-    }
+    env = child_env(
+        PYTHONPATH=str(PROJECT_ROOT),
+        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+        TRACE_SUMMARIES_CLICKHOUSE_DSN=store.dsn,
+        OPENAI_API_KEY="test-key",
+        OPENAI_BASE_URL=base_url,
+    )
     with log.open("wb") as output:
         return subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT)
 
@@ -329,10 +329,11 @@ def test_sigterm_stops_the_worker_cleanly_after_committing(
     try:
         send(broker, summaries(2))
         wait_until(
-            lambda: committed_offsets(broker, "g-cli") == 2,
+            lambda: running(worker, "the worker") and committed_offsets(broker, "g-cli") == 2,
             timeout_s=60,
             what="worker commit",
             interval_s=0.25,
+            log=log.read_text,
         )
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0, log.read_text()

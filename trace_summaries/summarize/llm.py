@@ -42,8 +42,9 @@ from trace_summaries.summarize.retry import TRANSIENT_REASONS, classify_api_erro
 from trace_summaries.summarize.schema import (
     SummarizationResponse,
     SummaryContentError,
+    bound_summary,
     bounded_response_format,
-    parse_summary,
+    parse_summary_counting,
     response_format,
 )
 from trace_summaries.summarize.steps import trace_name
@@ -55,7 +56,9 @@ if TYPE_CHECKING:
 # Ollama, LM Studio) ignore it, and the SDK refuses to start without one.
 NO_API_KEY = "not-needed"
 
-CONTENT_REASONS: frozenset[FailureReason] = frozenset({"invalid_json", "schema_violation", "empty_content"})
+CONTENT_REASONS: frozenset[FailureReason] = frozenset(
+    {"invalid_json", "schema_violation", "empty_content", "refused"}
+)
 
 # The request options ``chat.completions.create`` passes: bearer-token auth only, where a bare ``client.post``
 # would also allow the admin key (``OPENAI_ADMIN_KEY``).
@@ -78,6 +81,8 @@ class _Attempt:
     """What one chat completion call gave: a summary, or why not (and how long the server asked to wait)."""
 
     summary: SummarizationResponse | None = None
+    # Items of the summary that had no ``line_refs`` at all (given an empty one).
+    missing_refs: int = 0
     reason: FailureReason | None = None
     error: str | None = None
     retry_after_s: float | None = None
@@ -181,9 +186,16 @@ class LLMSummarizer:
                 if tally.attempts < policy.max_attempts:
                     continue
             if attempt.summary is not None:
-                summary, invalid = check_summary_refs(attempt.summary, citable_lines(trace_text))
+                # Bounded first: the references of items cut away are not counted.
+                bounded, warnings = bound_summary(attempt.summary)
+                summary, invalid = check_summary_refs(bounded, citable_lines(trace_text))
                 return self._result(
-                    tally, mode, status="generated", summary=summary, line_refs_invalid=invalid
+                    tally,
+                    mode,
+                    status="generated",
+                    summary=summary,
+                    line_refs_invalid=invalid + attempt.missing_refs,
+                    warnings=tuple(warnings),
                 )
             reason = attempt.reason or "internal_error"
             if reason in CONTENT_REASONS:
@@ -303,8 +315,13 @@ def _parse_completion(completion: ChatCompletion, request_id: str | None) -> _At
     content = getattr(message, "content", None)
     refusal = getattr(message, "refusal", None)
     if not content and refusal:
-        return _Attempt(reason="empty_content", error=f"the model refused: {refusal}", **tokens)
+        return _Attempt(reason="refused", error=f"the model refused: {refusal}", **tokens)
     try:
-        return _Attempt(summary=parse_summary(content), **tokens)
+        summary, missing_refs = parse_summary_counting(content)
     except SummaryContentError as exc:
-        return _Attempt(reason=exc.reason, error=str(exc), **tokens)
+        error = str(exc)
+        if choices and getattr(choices[0], "finish_reason", None) == "length":
+            # Not a broken model: the answer reached its cap (max_tokens) before the JSON was closed.
+            error = f"the answer was cut off at the output cap (finish_reason 'length'): {error}"
+        return _Attempt(reason=exc.reason, error=error, **tokens)
+    return _Attempt(summary=summary, missing_refs=missing_refs, **tokens)

@@ -250,7 +250,7 @@ def _outcome(
         )
     response = summary.summary
     leaks = find_prompt_leaks(response, text.text)
-    warnings = [leak.warning for leak in leaks]
+    warnings = [*summary.warnings, *(leak.warning for leak in leaks)]
     event = build_summary_event(
         team_id=sample.team_id,
         window_start=sample.window_start,

@@ -21,6 +21,8 @@ FailureReason = Literal[
     "invalid_json",
     "schema_violation",
     "empty_content",
+    # The model declined to answer (``message.refusal``), also retried once.
+    "refused",
     # Transient by nature, retried with backoff until the attempts run out.
     "rate_limited",
     "server_error",
@@ -85,7 +87,10 @@ class TraceSummaryResult(BaseModel):
     attempts: int = 0
     # The waits before each retry, in order; the first one follows attempt 1.
     retry_waits_s: tuple[float, ...] = ()
+    # References dropped: to lines the text does not have, or absent from an item (no ``line_refs`` key).
     line_refs_invalid: int = 0
+    # What was wrong with the answer without failing it (e.g. cut to the answer limits); never a failure.
+    warnings: tuple[str, ...] = ()
     # The endpoint's id of the last request (``x-request-id``), to quote to the provider's support.
     request_id: str | None = None
 

@@ -105,6 +105,54 @@ def bounded_response_format() -> dict[str, Any]:
     }
 
 
+# What the pipeline keeps of any answer, whatever schema the endpoint was given (OpenAI's strict mode takes no
+# lengths, and a server may ignore the bounds): the items ``BOUNDS`` allows, most important first as the
+# schema asks, and strings up to twice their bound, so only an answer far past what was asked is cut.
+ANSWER_LIMITS = {
+    "title": 2 * BOUNDS["title"]["maxLength"],
+    "flow_diagram": 2 * BOUNDS["flow_diagram"]["maxLength"],
+    "text": 2 * BOUNDS["text"]["maxLength"],
+    "summary_bullets": BOUNDS["summary_bullets"]["maxItems"],
+    "interesting_notes": BOUNDS["interesting_notes"]["maxItems"],
+}
+
+
+def bound_summary(summary: SummarizationResponse) -> tuple[SummarizationResponse, list[str]]:
+    """The summary within ``ANSWER_LIMITS``, and a warning for each kind of cut (none if nothing was cut).
+
+    An oversized answer is a quality problem, not a failed trace: the extra items go and long strings end
+    with "…", and the warnings say so on the event (``$ai_summary_warnings``).
+    """
+    warnings: list[str] = []
+    update: dict[str, object] = {}
+    for name in ("title", "flow_diagram"):
+        value, limit = getattr(summary, name), ANSWER_LIMITS[name]
+        if len(value) > limit:
+            update[name] = _cut(value, limit)
+            warnings.append(f"{name} cut from {len(value)} to {limit} characters")
+    cut_texts = 0
+    for name in ("summary_bullets", "interesting_notes"):
+        items: list[SummaryItem] = getattr(summary, name)
+        limit = ANSWER_LIMITS[name]
+        if len(items) > limit:
+            warnings.append(f"{name} cut from {len(items)} to {limit} items")
+        kept = []
+        for item in items[:limit]:
+            if len(item.text) > ANSWER_LIMITS["text"]:
+                cut_texts += 1
+                item = SummaryItem(text=_cut(item.text, ANSWER_LIMITS["text"]), line_refs=item.line_refs)
+            kept.append(item)
+        if kept != items:
+            update[name] = kept
+    if cut_texts:
+        warnings.append(f"{cut_texts} item texts cut to {ANSWER_LIMITS['text']} characters")
+    return (summary.model_copy(update=update) if update else summary), warnings
+
+
+def _cut(text: str, limit: int) -> str:
+    return text[: limit - 1].rstrip() + "…"
+
+
 class SummaryContentError(ValueError):
     """The LLM's answer is not a summary; ``reason`` says how (one of the retried-once failure reasons)."""
 
@@ -117,11 +165,20 @@ _CODE_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*)\n```\s*$", re.DOTALL)
 
 
 def parse_summary(content: str | None) -> SummarizationResponse:
-    """The summary in an LLM answer, or ``SummaryContentError`` saying why there is none.
+    """The summary in an LLM answer, or ``SummaryContentError`` saying why there is none (see
+    ``parse_summary_counting``)."""
+    return parse_summary_counting(content)[0]
+
+
+def parse_summary_counting(content: str | None) -> tuple[SummarizationResponse, int]:
+    """The summary in an LLM answer and how many of its items had no ``line_refs``, or ``SummaryContentError``
+    saying why there is none.
 
     JSON that does not parse and JSON that parses but breaks the schema are told apart: the first points at a
     truncated or non-JSON answer, the second at an endpoint that ignores ``response_format``. A Markdown code
     fence around the JSON is tolerated, since OpenAI-compatible endpoints without strict mode often add one.
+    So is an item without ``line_refs`` (or with null): such an endpoint's item keeps its text with an empty
+    reference, and is counted, rather than costing the whole summary.
     """
     if content is None or not content.strip():
         raise SummaryContentError("empty_content", "the answer has no content")
@@ -131,14 +188,30 @@ def parse_summary(content: str | None) -> SummarizationResponse:
         data = json.loads(text)
     except ValueError as exc:
         raise SummaryContentError("invalid_json", f"{exc} in {_preview(content)}") from exc
+    missing = _fill_missing_refs(data)
     try:
-        return SummarizationResponse.model_validate(data)
+        return SummarizationResponse.model_validate(data), missing
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or '(root)'}: {error['msg']}"
             for error in exc.errors()[:5]
         )
         raise SummaryContentError("schema_violation", problems) from exc
+
+
+def _fill_missing_refs(data: Any) -> int:
+    """Give every item of ``data`` without ``line_refs`` (or with null) an empty one; how many there were
+    among the items ``bound_summary`` keeps (those it cuts away are not counted)."""
+    if not isinstance(data, dict):
+        return 0
+    missing = 0
+    for name in ("summary_bullets", "interesting_notes"):
+        items = data.get(name)
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            if isinstance(item, dict) and item.get("line_refs") is None:
+                item["line_refs"] = ""
+                missing += index < ANSWER_LIMITS[name]
+    return missing
 
 
 def _preview(content: str, limit: int = 120) -> str:

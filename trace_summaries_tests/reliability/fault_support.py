@@ -21,20 +21,17 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import openai
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from trace_summaries.defs.embedding_requests import embedding_requests
 from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
 from trace_summaries.defs.partition_sets import TEAM_HOUR, TEAMS
 from trace_summaries.defs.resources import ClickHouseResource, KafkaResource, LLMResource
-from trace_summaries.defs.sampled_traces import sampled_traces
-from trace_summaries.defs.trace_summaries import trace_summaries
 from trace_summaries.demo import seed_store
 from trace_summaries.queue.request import document_type_for_mode
 from trace_summaries.store import TraceStore
@@ -44,13 +41,16 @@ from trace_summaries.write.event import batch_run_id, summary_event_uuid
 from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
 from trace_summaries_harness.dagster_cli import PROJECT, materialize_command
 from trace_summaries_harness.kafka_broker import KafkaBroker
-from trace_summaries_harness.ports import wait_until
+from trace_summaries_harness.ports import running, wait_until
 from trace_summaries_tests.reliability import ledger
+from trace_summaries_tests.support import clock
+from trace_summaries_tests.support.environment import child_env
 from trace_summaries_tests.support.expected_traces import expected_traces, summary_rows
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
-from trace_summaries_tests.support.kafka_topics import read_topic
+from trace_summaries_tests.support.kafka_topics import key_difference, message_keys, read_topic
+from trace_summaries_tests.support.pipeline_defs import run_production_job
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+HOUR = clock.HOUR
 MODE = "detailed"
 ALL_ASSETS = "sampled_traces,trace_summaries,embedding_requests"
 # A password that needs URL quoting: errors must show neither spelling of it.
@@ -80,17 +80,43 @@ def partition_key(team: int, hour: datetime = HOUR) -> str:
     return f"{hour_key(hour)}|{team}"
 
 
-def record_fault(name: str, *, survived: bool, lost: int = 0, duplicates: int = 0) -> None:
-    """One ledger line for a fault scenario; called before the test asserts, so a failure is counted too."""
+@dataclass(frozen=True)
+class KeyTally:
+    """Kafka keys on a topic, read to its high watermark, against the keys expected there (with counts)."""
+
+    found: Counter[str]
+    expected: Counter[str]
+
+    @property
+    def lost(self) -> int:
+        return sum((self.expected - self.found).values())
+
+    @property
+    def duplicates(self) -> int:
+        """Messages beyond the expected count of their key, and messages of keys nobody expected."""
+        return sum((self.found - self.expected).values())
+
+    @property
+    def exact(self) -> bool:
+        return self.found == self.expected
+
+
+def record_outcome(
+    name: str,
+    *,
+    ran: bool,
+    events: Tally,
+    embeddings: EmbeddingTally | None = None,
+    topic: KeyTally | None = None,
+) -> None:
+    """The scenario's ledger row, from measured tallies (call it once they are all taken): survived when the
+    last run succeeded and the store, the embeddings and the topic hold exactly what they must."""
+    parts: list[Tally | EmbeddingTally | KeyTally] = [events]
+    parts += [part for part in (embeddings, topic) if part is not None]
+    lost = sum(part.lost for part in parts)
+    duplicates = sum(part.duplicates for part in parts)
+    survived = ran and all(part.exact for part in parts) and lost == duplicates == 0
     ledger.record("fault", name, tried=1, survived=int(survived), lost=lost, duplicates=duplicates)
-
-
-def record_outcome(name: str, *, ran: bool, events: Tally, embeddings: EmbeddingTally | None = None) -> None:
-    """Ledger line from measured tallies: survived when the last run succeeded and nothing is off."""
-    lost = events.lost + (embeddings.lost if embeddings else 0)
-    duplicates = events.duplicates + (embeddings.duplicates if embeddings else 0)
-    exact = events.exact and (embeddings is None or embeddings.exact)
-    record_fault(name, survived=ran and exact, lost=lost, duplicates=duplicates)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -214,8 +240,6 @@ def tally(store: TraceStore, expected: Expected) -> Tally:
 # Dagster: in-process runs, runs as their own `dagster` process, and what the instance shows
 # ----------------------------------------------------------------------------------------------------------
 
-PIPELINE_ASSETS = [sampled_traces, trace_summaries, embedding_requests]
-
 
 @dataclass(frozen=True)
 class Pipeline:
@@ -263,32 +287,26 @@ class Pipeline:
         summary_config: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> dg.ExecuteInProcessResult:
-        """A whole run of the three assets for one partition, in this process, on the test's instance."""
-        return dg.materialize(
-            PIPELINE_ASSETS,
+        """A whole run of the production job (three assets, and the check) for one partition, in this
+        process, on the test's instance."""
+        return run_production_job(
+            self.resources(),
             instance=self.instance,
             partition_key=key,
-            resources=self.resources(),
-            run_config={"ops": {"trace_summaries": {"config": dict(summary_config)}}}
-            if summary_config
-            else None,
-            tags=dict(tags or {}),
-            raise_on_error=False,
+            config=summary_config,
+            tags=tags,
         )
 
     def env(self) -> dict[str, str]:
         """The environment of a `dagster` process running this pipeline (as a deployment would set it)."""
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("OPENAI_", "KAFKA_", "TRACE_SUMMARIES_CLICKHOUSE", "DAGSTER_HOME"))
-        }
-        env |= {
-            "DAGSTER_HOME": self.instance.root_directory,
-            "TRACE_SUMMARIES_CLICKHOUSE_DSN": self.store.dsn,
-            "TRACE_SUMMARIES_INTERMEDIATE_DIR": str(self.intermediate_dir),
-            **CONNECT_RETRY_ENV,
-        }
+        env = child_env(
+            {
+                "DAGSTER_HOME": self.instance.root_directory,
+                "TRACE_SUMMARIES_CLICKHOUSE_DSN": self.store.dsn,
+                "TRACE_SUMMARIES_INTERMEDIATE_DIR": str(self.intermediate_dir),
+                **CONNECT_RETRY_ENV,
+            }
+        )
         if self.llm_base_url:
             env |= {"OPENAI_API_KEY": TEST_API_KEY, "OPENAI_BASE_URL": self.llm_base_url}
         if self.kafka is not None:
@@ -335,9 +353,12 @@ class CliRun:
         def appeared() -> bool:
             new = run_ids(self.pipeline.instance) - self._runs_before
             found[:] = sorted(new)
-            return len(new) == 1
+            if len(new) == 1:
+                return True
+            running(self.process, "the dagster process")  # exited without a run: fails the wait now
+            return False
 
-        wait_until(appeared, timeout_s=timeout_s, what="the run of the dagster process")
+        wait_until(appeared, timeout_s=timeout_s, what="the run of the dagster process", log=self.log_tail)
         return found[0]
 
     def step_started(self, step: str) -> bool:
@@ -421,13 +442,20 @@ def step_failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def topic_keys(
-    broker: KafkaBroker, topic: str, expected_at_least: int, timeout_s: float = 20.0
-) -> Counter[str]:
-    messages: list[Message] = read_topic(
-        broker.client_config(), topic, expected_at_least, timeout_s=timeout_s
-    )
-    return Counter((message.key() or b"").decode() for message in messages)
+def topic_keys(broker: KafkaBroker, topic: str, timeout_s: float = 20.0) -> Counter[str]:
+    """Every key on ``topic`` with its count: the whole topic, each partition read to its high watermark
+    (``kafka_topics.read_topic``), so an extra message is counted, not just "at least" the expected ones."""
+    return message_keys(read_topic(broker.client_config(), topic, timeout_s))
+
+
+def key_tally(broker: KafkaBroker, topic: str, expected: Counter[str]) -> KeyTally:
+    """The keys on ``topic`` (``topic_keys``) against the complete count of each key expected there."""
+    return KeyTally(found=topic_keys(broker, topic), expected=expected)
+
+
+def describe(keys: KeyTally) -> str:
+    """What a failed ``keys.exact`` says: the counts, and the keys extra or missing."""
+    return key_difference(keys.found, keys.expected)
 
 
 def embedding_worker(
@@ -508,7 +536,7 @@ def embedding_tally(store: TraceStore, expected: Expected) -> EmbeddingTally:
         final = client.query(
             "SELECT team_id, document_type, document_id, model_name FROM document_embeddings FINAL"
         ).result_rows
-        raw = int(client.command("SELECT count() FROM document_embeddings"))
+        raw = int(str(client.command("SELECT count() FROM document_embeddings")))
     counts = Counter(f"{team}:{document_type}:{document}" for team, document_type, document, _ in final)
     wanted = expected.message_keys()
     return EmbeddingTally(

@@ -4,34 +4,35 @@ The stack is the real one (``dagster-webserver`` and ``dagster-daemon`` on ``wor
 repository's ``dagster.yaml``: queued runs, at most 2 backfill runs at a time); the backfill of 3 teams x 4
 hours is launched through GraphQL as the UI does, so the backfill policy makes it one ranged run per team.
 LLM calls go to the OpenAI-compatible test server, slowed down so that runs are still going when the daemon
-dies. The daemon is killed once a run of the backfill has started and before the backfill is done (with the
-run queue limit, at least one run is then still queued: only a live daemon can launch it), and a new daemon
-is started on the same instance.
+dies. The daemon is killed at an observed moment: a run of the backfill has started and work is left that
+only a live daemon can start, a run still queued (the run queue launches at most 2 backfill runs at a time,
+so with 3 runs one waits until another finishes, tens of seconds) or a partition not requested yet. The
+state is read again right after the kill (nothing but the daemon launches queued runs or requests
+partitions, so it is the state the daemon died in) and the test stops at once if that work is not there.
+Then a new daemon is started on the same instance.
 
-What it proves: the backfill reaches COMPLETED_SUCCESS with every targeted partition of every asset
-materialized; the events table holds exactly one summary per expected trace of every (hour, team)
-(``count() == uniqExact(uuid)``), whatever runs the restart may have cost.
+What it proves: the restarted daemon launches what the killed one left queued, and the backfill reaches
+COMPLETED_SUCCESS with every targeted partition of every asset materialized; the events table holds
+exactly one summary per expected trace of every (hour, team) (``count() == uniqExact(uuid)``), whatever runs
+the restart may have cost.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from trace_summaries.store import TraceStore
 from trace_summaries_harness.dagster_stack import (
     BACKFILL_DONE,
-    PROJECT,
-    WORKSPACE,
-    Process,
     Stack,
     dagster_stack,
+    start_daemon,
 )
 from trace_summaries_harness.openai_server import openai_server
 from trace_summaries_harness.ports import wait_until
@@ -54,31 +55,41 @@ GROUP = "trace_summaries"
 ASSETS_QUERY = "{ assetNodes { assetKey { path } groupName } }"
 
 
-def _reset_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+# Runs nobody has launched yet: only the daemon's run queue launches them.
+WAITING = {"NOT_STARTED", "QUEUED"}
 
 
-def start_daemon(stack: Stack, log_path: Path) -> Process:
-    """A new ``dagster-daemon run`` on the stack's instance, started as the stack starts its own."""
-    with log_path.open("wb") as log:
-        popen = subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(WORKSPACE)],
-            cwd=PROJECT,
-            env=stack.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_reset_signals,
-        )
-    return Process("daemon (restarted)", popen, log_path)
+def queued_runs(backfill: dict[str, Any]) -> set[str]:
+    return {run["runId"] for run in backfill["runs"] if run["status"] in WAITING}
 
 
-def backfill_runs_started(stack: Stack, backfill_id: str) -> bool:
+def unrequested_partitions(backfill: dict[str, Any]) -> int:
+    """Targeted partitions the backfill daemon has not requested a run for yet (most over the assets)."""
+    return max(
+        (
+            status["numPartitionsTargeted"]
+            - status["numPartitionsInProgress"]
+            - status["numPartitionsMaterialized"]
+            - status["numPartitionsFailed"]
+            for status in backfill["assetBackfillData"]["assetBackfillStatuses"]
+        ),
+        default=0,
+    )
+
+
+def work_only_a_daemon_can_start(backfill: dict[str, Any]) -> bool:
+    return bool(queued_runs(backfill)) or unrequested_partitions(backfill) > 0
+
+
+def moment_to_kill(stack: Stack, backfill_id: str) -> bool:
+    """A run of the backfill is going and work is left for the daemon; raises once that cannot happen."""
     backfill = stack.backfill(backfill_id)
     if backfill["status"] in BACKFILL_DONE:
         raise AssertionError(f"the backfill finished before the daemon could be killed: {backfill}")
+    if not work_only_a_daemon_can_start(backfill):
+        raise AssertionError(
+            f"every run of the backfill was launched before the daemon was killed: {backfill}"
+        )
     return any(run["status"] == "STARTED" for run in backfill["runs"])
 
 
@@ -110,19 +121,22 @@ def test_a_daemon_killed_and_restarted_during_a_backfill_lets_it_complete_exactl
             }
         )
         wait_until(
-            lambda: backfill_runs_started(stack, backfill_id),
+            lambda: moment_to_kill(stack, backfill_id),
             timeout_s=300,
-            what="a started run of the backfill",
+            what="a started run of the backfill, with a run queued or a partition not requested",
             interval_s=0.5,
         )
 
         [killed] = [process for process in stack.processes if process.name == "daemon"]
         os.kill(killed.popen.pid, signal.SIGKILL)  # the daemon only: its runs keep going, as on a real host
         killed.popen.wait(timeout=30)
-        in_flight = stack.backfill(backfill_id)
-        assert in_flight["status"] not in BACKFILL_DONE, in_flight
-        launched_before = {run["runId"] for run in in_flight["runs"] if run["status"] != "QUEUED"}
-        restarted = start_daemon(stack, tmp_path / "daemon-restarted.log")
+        # With the daemon dead nothing launches a queued run or requests a partition: this is the state it was
+        # killed in, and the scenario needs work in it that only the restarted daemon can start.
+        at_kill = stack.backfill(backfill_id)
+        assert at_kill["status"] not in BACKFILL_DONE, at_kill
+        assert work_only_a_daemon_can_start(at_kill), f"nothing was left for the restarted daemon: {at_kill}"
+        queued_at_kill = queued_runs(at_kill)
+        restarted = start_daemon(stack, tmp_path / "daemon-restarted.log", name="daemon (restarted)")
         stack.processes[stack.processes.index(killed)] = restarted
         try:
             llm.latency_s = 0.0
@@ -140,10 +154,10 @@ def test_a_daemon_killed_and_restarted_during_a_backfill_lets_it_complete_exactl
     for status in done["assetBackfillData"]["assetBackfillStatuses"]:
         assert status["numPartitionsMaterialized"] == len(TEAMS) * len(HOURS), status
         assert status["numPartitionsFailed"] == 0, status
-    # One ranged run per team, none added by the restart; the run queue limit (2 backfill runs) left at
-    # least one for the restarted daemon to launch.
+    # One ranged run per team, none added by the restart; the runs queued at the kill were launched by the
+    # restarted daemon (and the ones not requested yet were requested by it).
     assert len(done["runs"]) == len(TEAMS), done["runs"]
     assert all(run["status"] == "SUCCESS" for run in done["runs"]), done["runs"]
-    assert len(launched_before) < len(TEAMS), in_flight["runs"]
+    assert queued_at_kill <= {run["runId"] for run in done["runs"]}, (at_kill["runs"], done["runs"])
     assert outcome.exact, outcome
     assert summary_count_and_distinct(store) == (len(expected), len(expected))

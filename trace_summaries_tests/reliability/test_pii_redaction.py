@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,6 @@ from hypothesis import strategies as st
 from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
 from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource, LLMResource
-from trace_summaries.defs.sampled_traces import sampled_traces
-from trace_summaries.defs.trace_summaries import trace_summaries
 from trace_summaries.sample import TeamHourSample
 from trace_summaries.store import TraceStore
 from trace_summaries.summarize.partition import PIPELINE_RENDERING, render_trace
@@ -32,8 +30,10 @@ from trace_summaries.text_repr.redaction import RedactionConfig, luhn_valid, red
 from trace_summaries_harness.one_partition import read_summary_events
 from trace_summaries_harness.openai_server import OpenAICompatibleServer
 from trace_summaries_tests.reliability.ledger import record
+from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY, checkout_events
+from trace_summaries_tests.support.pipeline_defs import SUMMARY_ASSETS, run_production_job
 
 ON = RedactionConfig(enabled=True)
 
@@ -215,10 +215,10 @@ def test_redact_value_covers_nested_values_and_keys() -> None:
 # Through the pipeline, against the fake LLM
 # ---------------------------------------------------------------------------------------------------------
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+HOUR = clock.HOUR
 END = HOUR + timedelta(hours=1)
 TEAM = 71
-KEY = f"2026-11-20-09:00|{TEAM}"
+KEY = f"{clock.HOUR_KEY}|{TEAM}"
 
 
 def pii_trace(team: int) -> list[Any]:
@@ -266,18 +266,17 @@ def run_pipeline(
     store.insert_events(pii_trace(TEAM))
     instance.add_dynamic_partitions(TEAMS.name, [str(TEAM)])
     clickhouse = ClickHouseResource(dsn=store.dsn)
-    result = dg.materialize(
-        [sampled_traces, trace_summaries],
-        instance=instance,
-        partition_key=KEY,
-        resources={
+    result = run_production_job(
+        {
             "clickhouse": clickhouse,
             "llm": llm,
             "sample_io_manager": SampleIOManager(base_dir=str(tmp_path / "intermediate")),
             "summary_events_io_manager": SummaryEventsIOManager(clickhouse=clickhouse),
         },
-        run_config={"ops": {"trace_summaries": {"config": config}}} if config else None,
-        raise_on_error=False,
+        instance=instance,
+        partition_key=KEY,
+        assets=SUMMARY_ASSETS,
+        config=config,
     )
     assert result.success
     return result
@@ -319,7 +318,14 @@ def test_with_redaction_on_no_pii_reaches_the_llm_and_the_event_counts_it(
     assert len(requests) == 2
     sent = "\n".join(json.dumps(request.body, ensure_ascii=False) for request in requests)
     reached = [value for value in PII if value in sent or value.upper() in sent]
-    record("security", "pii_redaction:llm_requests", tried=len(PII), survived=len(PII) - len(reached))
+    record(
+        "security",
+        "pii_redaction:llm_requests",
+        tried=len(PII),
+        survived=len(PII) - len(reached),
+        lost=0,
+        duplicates=0,
+    )
     assert reached == []
     # Counted on the event, per kind (the trace name is in the prompt header and in the text's first line).
     events = stored_events(store)

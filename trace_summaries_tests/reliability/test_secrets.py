@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import subprocess
 import traceback
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +24,9 @@ import dagster as dg
 import pytest
 
 from trace_summaries import config
-from trace_summaries.defs.embedding_requests import embedding_requests
 from trace_summaries.defs.io_managers import sample_io_manager, summary_events_io_manager
 from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import KafkaResource, clickhouse_resource, llm_resource
-from trace_summaries.defs.sampled_traces import sampled_traces
-from trace_summaries.defs.trace_summaries import trace_summaries
 from trace_summaries.demo import seed_store
 from trace_summaries.store import StoreError, TraceStore
 from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
@@ -39,9 +34,12 @@ from trace_summaries_harness.dagster_cli import PROJECT, materialize_command
 from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer, openai_server
 from trace_summaries_harness.ports import free_port
 from trace_summaries_tests.reliability.ledger import record
+from trace_summaries_tests.support import clock
+from trace_summaries_tests.support.environment import child_env
+from trace_summaries_tests.support.pipeline_defs import PIPELINE_ASSETS, run_production_job
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
-HOUR_KEY = "2026-11-20-09:00"
+HOUR = clock.HOUR
+HOUR_KEY = clock.HOUR_KEY
 _RUN = uuid.uuid4().hex[:20]
 LLM_KEY = f"sk-proj-SECRETllm{_RUN}"
 WRONG_LLM_KEY = f"sk-proj-WRONGllm{_RUN}"
@@ -51,7 +49,6 @@ KAFKA_USER = "ts_producer"
 KAFKA_PASSWORD = f"kafkaSECRETpw{_RUN}"
 SECRETS = {"llm key": LLM_KEY, "wrong llm key": WRONG_LLM_KEY, "clickhouse password": CH_PASSWORD}
 SECRETS["kafka password"] = KAFKA_PASSWORD
-ASSETS = [sampled_traces, trace_summaries, embedding_requests]
 
 
 def secret_forms() -> dict[str, bytes]:
@@ -189,13 +186,7 @@ def production_resources() -> dict[str, Any]:
 
 def materialize(instance: dg.DagsterInstance, team: int) -> dg.ExecuteInProcessResult:
     instance.add_dynamic_partitions(TEAMS.name, [str(team)])
-    return dg.materialize(
-        ASSETS,
-        instance=instance,
-        partition_key=f"{HOUR_KEY}|{team}",
-        resources=production_resources(),
-        raise_on_error=False,
-    )
+    return run_production_job(production_resources(), instance=instance, partition_key=f"{HOUR_KEY}|{team}")
 
 
 def everything_leaks(
@@ -214,8 +205,19 @@ def everything_leaks(
     )
 
 
-def record_scan(name: str, places: int, found: list[str]) -> None:
-    record("security", f"secrets:{name}", tried=places, survived=places - len(found))
+def record_scan(name: str, found: list[str]) -> None:
+    """The scan's ledger row: tried = the secret forms searched for (everywhere the test looked), survived =
+    the forms found nowhere (``found`` names each leak ``"<form> in <where>"``, see ``leaks``)."""
+    forms = list(secret_forms())
+    leaked = {form for form in forms if any(leak.startswith(f"{form} in ") for leak in found)}
+    record(
+        "security",
+        f"secrets:{name}",
+        tried=len(forms),
+        survived=len(forms) - len(leaked),
+        lost=0,
+        duplicates=0,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,7 +250,7 @@ def test_a_full_run_with_every_secret_configured_leaks_none(
     found = everything_leaks(
         instance, result.run_id, production_env, TraceStore(secret_front.dsn), caplog, capfd
     )
-    record_scan("full_run", len(secret_forms()), found)
+    record_scan("full_run", found)
     assert found == []
 
 
@@ -279,7 +281,7 @@ def test_a_wrong_llm_key_fails_the_run_without_showing_either_key(
     found = everything_leaks(
         instance, result.run_id, production_env, TraceStore(secret_front.dsn), caplog, capfd
     )
-    record_scan(f"wrong_llm_key:{endpoint.replace(' ', '_')}", len(secret_forms()), found)
+    record_scan(f"wrong_llm_key:{endpoint.replace(' ', '_')}", found)
     assert found == []
 
 
@@ -317,7 +319,7 @@ def test_clickhouse_errors_name_the_host_and_mask_the_password(
     found = direct + everything_leaks(
         instance, result.run_id, production_env, TraceStore(secret_front.dsn), caplog, capfd
     )
-    record_scan(f"clickhouse:{problem.replace(' ', '_')}", len(secret_forms()) + 1, found)
+    record_scan(f"clickhouse:{problem.replace(' ', '_')}", found)
     assert found == []
 
 
@@ -365,8 +367,14 @@ def test_kafka_configuration_errors_never_echo_the_password(
         resource.producer()
     messages.append("".join(traceback.format_exception(raised.value)))
     found = [leak for message in messages for leak in leaks("kafka settings error", message)]
+    clean = [message for message in messages if not leaks("kafka settings error", message)]
     record(
-        "security", "secrets:kafka_config_errors", tried=len(messages), survived=len(messages) - len(found)
+        "security",
+        "secrets:kafka_config_errors",
+        tried=len(messages),
+        survived=len(clean),
+        lost=0,
+        duplicates=0,
     )
     assert found == []
 
@@ -380,20 +388,21 @@ def test_a_run_in_its_own_process_with_a_wrong_key_prints_no_secret(
     """``dagster asset materialize`` as an operator runs it: its whole output and every file it leaves."""
     instance.add_dynamic_partitions(TEAMS.name, ["64"])
     intermediate = tmp_path / "intermediate"
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": instance.root_directory,
-        "TRACE_SUMMARIES_CLICKHOUSE_DSN": secret_front.dsn,
-        "TRACE_SUMMARIES_CLICKHOUSE_CONNECT_ATTEMPTS": "1",
-        "OPENAI_API_KEY": WRONG_LLM_KEY,
-        "OPENAI_BASE_URL": keyed_llm.base_url,
-        "TRACE_SUMMARIES_INTERMEDIATE_DIR": str(intermediate),
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
-        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-        "KAFKA_SASL_USERNAME": KAFKA_USER,
-        "KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
-    }
-    select = ",".join(asset.key.to_user_string() for asset in ASSETS)
+    env = child_env(
+        {
+            "DAGSTER_HOME": instance.root_directory,
+            "TRACE_SUMMARIES_CLICKHOUSE_DSN": secret_front.dsn,
+            "TRACE_SUMMARIES_CLICKHOUSE_CONNECT_ATTEMPTS": "1",
+            "OPENAI_API_KEY": WRONG_LLM_KEY,
+            "OPENAI_BASE_URL": keyed_llm.base_url,
+            "TRACE_SUMMARIES_INTERMEDIATE_DIR": str(intermediate),
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_USERNAME": KAFKA_USER,
+            "KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
+        }
+    )
+    select = ",".join(asset.key.to_user_string() for asset in PIPELINE_ASSETS)
     completed = subprocess.run(
         materialize_command(select, f"{HOUR_KEY}|64"),
         env=env,
@@ -411,5 +420,5 @@ def test_a_run_in_its_own_process_with_a_wrong_key_prints_no_secret(
         + leaks("process stderr", completed.stderr)
         + file_leaks(Path(instance.root_directory), intermediate)
     )
-    record_scan("own_process_wrong_key", len(secret_forms()), found)
+    record_scan("own_process_wrong_key", found)
     assert found == []

@@ -9,7 +9,7 @@ issued, not just the ones a test thought of.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,24 +17,23 @@ from urllib.parse import urlsplit
 import dagster as dg
 import pytest
 
-from trace_summaries.defs.embedding_requests import embedding_requests
 from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
 from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource, KafkaResource, LLMResource
-from trace_summaries.defs.sampled_traces import sampled_traces
-from trace_summaries.defs.trace_summaries import trace_summaries
 from trace_summaries.demo import neighbour_team, seed_store
 from trace_summaries.sample import SamplingStats, TeamHourSample
 from trace_summaries.store import TraceStore
 from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer
 from trace_summaries_harness.openai_server import OpenAICompatibleServer
 from trace_summaries_tests.reliability.ledger import record
+from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.fixtures_llm import TEST_API_KEY
+from trace_summaries_tests.support.pipeline_defs import run_production_job
 
-HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+HOUR = clock.HOUR
 END = HOUR + timedelta(hours=1)
-HOUR_KEY = "2026-11-20-09:00"
+HOUR_KEY = clock.HOUR_KEY
 # Ids that no timestamp, limit or size of a run can contain as a number of their own.
 TEAM = 7_301
 OTHERS = [7_302, 7_303, 7_304, 7_305, 7_306]
@@ -81,18 +80,16 @@ def materialize_team(
     store: TraceStore, instance: dg.DagsterInstance, tmp_path: Path, llm_server: OpenAICompatibleServer
 ) -> dg.ExecuteInProcessResult:
     clickhouse = ClickHouseResource(dsn=store.dsn)
-    result = dg.materialize(
-        [sampled_traces, trace_summaries, embedding_requests],
-        instance=instance,
-        partition_key=KEY,
-        resources={
+    result = run_production_job(
+        {
             "clickhouse": clickhouse,
             "llm": LLMResource(api_key=TEST_API_KEY, base_url=llm_server.base_url, timeout_s=5.0),
             "kafka": KafkaResource(),
             "sample_io_manager": SampleIOManager(base_dir=str(tmp_path / "intermediate")),
             "summary_events_io_manager": SummaryEventsIOManager(clickhouse=clickhouse),
         },
-        raise_on_error=False,
+        instance=instance,
+        partition_key=KEY,
     )
     assert result.success
     return result
@@ -129,41 +126,53 @@ def test_a_partition_reads_and_writes_only_its_own_team(
     ]
     reads_and_deletes = [q for q in on_events if not q["query"].lstrip().upper().startswith("INSERT")]
     assert reads_and_deletes, "no statement on the events table was recorded"
-    for query in reads_and_deletes:
-        # Every statement on the events table filters on the team, bound to exactly this team.
-        filters = [one or many for one, many in _TEAM_FILTER.findall(query["query"])]
-        assert filters, f"no team filter in: {query['query']}"
-        bound = [re.findall(r"-?\d+", query["params"].get(name, "")) for name in filters]
-        assert all(values == [str(TEAM)] for values in bound), query
-    for query in queries:
-        # No other team's id anywhere in any parameter of any statement (as a whole token).
-        tokens = {t for value in query["params"].values() for t in re.findall(r"[0-9A-Za-z]+", str(value))}
-        assert not tokens & other_ids, query
-
-    # Outputs: the sample, the written events, what the LLM saw, what was queued.
     own_traces = trace_ids_of(http_store, TEAM)
     sample: TeamHourSample = result.output_for_node("sampled_traces")[KEY]
     sampled = {trace.trace_id for trace in sample.traces}
-    assert sampled and sampled <= own_traces and set(SHARED_TRACE_IDS) <= sampled
-    for trace in sample.traces:
-        for event in trace.events:
-            assert FOREIGN_MARKER not in str(event.properties)
-    assert len(next(t for t in sample.traces if t.trace_id == "shared-trace").events) == 1
     with http_store.session() as client:
         written = client.query(
             "SELECT team_id, JSONExtractString(properties, '$ai_trace_id') FROM events"
             " WHERE event = '$ai_trace_summary'"
         ).result_rows
-    assert written and {team for team, _ in written} == {TEAM}
-    assert {trace_id for _, trace_id in written} == sampled
     prompts = [request.message_text("user") for request in llm_server.chat_requests()]
-    assert len(prompts) == len(sampled) and not any(FOREIGN_MARKER in prompt for prompt in prompts)
+
+    # Every place a foreign row or id could show, each checked: (what, clean).
+    places: list[tuple[str, bool]] = []
+    for query in reads_and_deletes:
+        # Every statement on the events table filters on the team, bound to exactly this team.
+        filters = [one or many for one, many in _TEAM_FILTER.findall(query["query"])]
+        bound = [re.findall(r"-?\d+", query["params"].get(name, "")) for name in filters]
+        places.append((f"team filter of {query}", bool(filters) and all(v == [str(TEAM)] for v in bound)))
+    for query in queries:
+        # No other team's id anywhere in any parameter of any statement (as a whole token).
+        tokens = {t for value in query["params"].values() for t in re.findall(r"[0-9A-Za-z]+", str(value))}
+        places.append((f"parameters of {query}", not tokens & other_ids))
+    # Outputs: the sample, the written events, what the LLM saw.
+    for trace in sample.traces:
+        for event in trace.events:
+            places.append((f"sampled event {event.uuid}", FOREIGN_MARKER not in str(event.properties)))
+    for team, trace_id in written:
+        places.append((f"written summary of {trace_id!r}", team == TEAM and trace_id in sampled))
+    for index, prompt in enumerate(prompts):
+        places.append((f"prompt {index}", FOREIGN_MARKER not in prompt))
+    foreign = [what for what, clean in places if not clean]
+    record(
+        "security",
+        "tenant_isolation:queries_and_outputs",
+        tried=len(places),
+        survived=len(places) - len(foreign),
+        lost=0,
+        duplicates=0,
+    )
+    assert foreign == []
+
+    assert sampled and sampled <= own_traces and set(SHARED_TRACE_IDS) <= sampled
+    assert len(next(t for t in sample.traces if t.trace_id == "shared-trace").events) == 1
+    assert written and {trace_id for _, trace_id in written} == sampled
+    # One prompt per sampled trace, and again for an answer that was retried (a refusal, a cut-off answer).
+    assert len(prompts) >= len(sampled)
     [queued] = result.asset_materializations_for_node("embedding_requests")
     assert queued.metadata["embedding_requests"].value == len(sampled)
-
-    foreign_rows = sum(FOREIGN_MARKER in str(event.properties) for t in sample.traces for event in t.events)
-    record("security", "tenant_isolation:queries_and_outputs", tried=len(queries), lost=0, duplicates=0)
-    assert foreign_rows == 0
 
 
 def sql_literals_from_input(store: TraceStore, sample: TeamHourSample) -> list[str]:
@@ -205,7 +214,16 @@ def test_every_query_of_a_run_is_parameterized(
 
     violations = parameterization_violations(queries, literals)
 
-    record("security", "parameterized_queries", tried=len(queries), survived=len(queries) - len(violations))
+    # Counted per statement (one statement can hold several formatted values).
+    formatted = [query for query in queries if parameterization_violations([query], literals)]
+    record(
+        "security",
+        "parameterized_queries",
+        tried=len(queries),
+        survived=len(queries) - len(formatted),
+        lost=0,
+        duplicates=0,
+    )
     assert violations == []
     # Input did reach the server, as bound parameters.
     bound = " ".join(str(value) for query in queries for value in query["params"].values())
