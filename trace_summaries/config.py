@@ -45,6 +45,8 @@ DEFAULT_S3_PREFIX = "trace-summaries"
 # running deployment never moves; `make dev` writes its own start date once, on its first run.
 DEFAULT_START_DATE = "2026-11-01"
 ScheduleMode = Literal["auto", "per_team", "sharded"]
+SummaryMode = Literal["minimal", "detailed"]
+SUMMARY_MODE_CHOICES: tuple[SummaryMode, ...] = ("minimal", "detailed")
 
 # Tests and tools may load the configuration from a mapping instead of the process environment.
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("trace_summaries_environ", default=None)
@@ -133,6 +135,9 @@ class StoreConfig(_Section):
     # costs a few retries, not a failed partition. The backoff doubles after each attempt (capped at 30 s).
     clickhouse_connect_attempts: int = Field(default=4, ge=1, le=20)
     clickhouse_connect_backoff_ms: int = Field(default=500, ge=0, le=60_000)
+    # Server-side limit of each sampling query (ClickHouse `max_execution_time`), as the original's 300 s: a
+    # query that scans too much fails its partition with an error naming this setting, not holding the run.
+    sampling_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
 
     @field_validator("clickhouse_dsn")
     @classmethod
@@ -189,6 +194,9 @@ class LLMConfig(_Section):
     max_attempts: int = Field(default=4, ge=1, le=20)
     # A deadline for one attempt (connect, wait and read), not for the trace: retries get their own.
     timeout_s: float = Field(default=120.0, gt=0)
+    # A deadline for one trace across all its attempts and waits (the original's 300 s): once it passes no
+    # attempt starts, a running one is cut at it, and the trace fails with reason `deadline_exceeded`.
+    trace_deadline_s: float = Field(default=300.0, gt=0, le=86_400)
     # The model's context window; unset, the endpoint's report or the table in `summarize/context_window.py`.
     context_tokens: int | None = Field(default=None, ge=1024, le=10_000_000)
     # The longest answer (`max_tokens`): room for the largest summary the schema allows, so a small model that
@@ -322,8 +330,18 @@ class ScheduleConfig(_Section):
     schedule_mode: ScheduleMode = "auto"
     shard_threshold: int = Field(default=50, ge=0, le=100_000)
     shard_size: int = Field(default=50, ge=1, le=10_000)
-    # How often the retry sensor re-requests a team partition that failed inside a ranged run.
+    # How often the retry sensor re-requests a failed scheduled run, or a team partition that failed inside a
+    # ranged run; the n-th retry waits retry_failed_delay_seconds x 2^(n-1) after the failure (0: at once).
     retry_failed_max: int = Field(default=2, ge=0, le=20)
+    retry_failed_delay_seconds: int = Field(default=300, ge=0, le=86_400)
+    # The run config of every scheduled run: the sample cap and the summary mode(s), one run per mode; a
+    # YAML or JSON file may override max traces, modes and model per team (scheduling/team_overrides.py).
+    max_traces: int = Field(default=100, ge=1, le=100_000)
+    summary_modes: Annotated[tuple[SummaryMode, ...], NoDecode] = ("detailed",)
+    team_overrides: Path | None = None
+    # `dagster/max_runtime` of every pipeline run (scheduled, retried, backfilled), as the original bounds a
+    # workflow at 120 minutes: run monitoring fails a run still going after it.
+    max_runtime_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
 
     @field_validator("start_date")
     @classmethod
@@ -334,6 +352,31 @@ class ScheduleConfig(_Section):
             except ValueError:
                 continue
         raise ValueError(f"{value!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)")
+
+    @field_validator("summary_modes", mode="before")
+    @classmethod
+    def _modes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_summary_modes(value)
+        return value
+
+    @field_validator("team_overrides")
+    @classmethod
+    def _overrides_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{str(value)!r} is not a file (a YAML or JSON mapping of team id to overrides)")
+        return value
+
+
+def parse_summary_modes(value: str) -> tuple[SummaryMode, ...]:
+    """``minimal``, ``detailed`` or both, comma-separated, each once; raises ValueError otherwise."""
+    modes = [mode.strip().lower() for mode in value.split(",") if mode.strip()]
+    unknown = [mode for mode in modes if mode not in SUMMARY_MODE_CHOICES]
+    if not modes or unknown:
+        raise ValueError(f"{value!r}: use minimal, detailed or minimal,detailed")
+    if len(set(modes)) != len(modes):
+        raise ValueError(f"{value!r} names a mode twice")
+    return tuple(mode for mode in modes if mode in SUMMARY_MODE_CHOICES)
 
 
 class TeamsConfig(_Section):

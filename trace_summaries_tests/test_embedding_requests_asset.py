@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.trace_summaries import trace_summaries
 from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
+from trace_summaries.write.rows import SummaryWindow, read_partitions
 from trace_summaries_harness.kafka_broker import KafkaBroker, running_kafka_broker
 from trace_summaries_harness.ports import free_port
 from trace_summaries_tests.support import clock
@@ -39,13 +41,20 @@ def broker(tmp_path: Path) -> Any:
 
 
 def materialize(
-    store: TraceStore, instance: dg.DagsterInstance, tmp_path: Path, kafka: KafkaResource
+    store: TraceStore,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    kafka: KafkaResource,
+    run_config: dict[str, Any] | None = None,
+    selection: list[dg.AssetsDefinition] | None = None,
 ) -> dg.ExecuteInProcessResult:
     clickhouse = ClickHouseResource(dsn=store.dsn)
     return dg.materialize(
         [sampled_traces, trace_summaries, embedding_requests],
         instance=instance,
         partition_key=KEY,
+        run_config=run_config,
+        selection=selection,
         resources={
             "clickhouse": clickhouse,
             "llm": LLMResource(),
@@ -136,3 +145,50 @@ def test_without_kafka_configured_requests_are_skipped_not_failed(
     assert result.success
     meta = embedding_metadata(result)
     assert meta["embedding_requests_skipped"] == TRACES and meta["embedding_requests_failed"] == 0
+
+
+def test_a_run_queues_the_summaries_of_its_own_mode_only(
+    seeded: TraceStore, instance: dg.DagsterInstance, tmp_path: Path, broker: KafkaBroker
+) -> None:
+    kafka = KafkaResource(bootstrap_servers=broker.bootstrap_servers, flush_timeout_s=10)
+
+    def keys(mode: str) -> Counter[str]:
+        window = SummaryWindow(TEAM, HOUR, HOUR + timedelta(hours=1))
+        with seeded.session() as client:
+            stored = [e for e in read_partitions(client, [window])[window] if e.properties.mode == mode]
+        return Counter(f"{TEAM}:llm-trace-summary-{mode}:{e.properties.trace_id}" for e in stored)
+
+    minimal = materialize(
+        seeded, instance, tmp_path, kafka, {"ops": {"trace_summaries": {"config": {"mode": "minimal"}}}}
+    )
+    assert minimal.success
+    after_minimal = message_keys(read_topic(broker.client_config(), TOPIC))
+    assert after_minimal == keys("minimal") and sum(after_minimal.values()) == TRACES
+
+    detailed = materialize(
+        seeded, instance, tmp_path, kafka, {"ops": {"trace_summaries": {"config": {"mode": "detailed"}}}}
+    )
+    assert detailed.success
+    # Both modes are stored for the window now; the detailed run sent its own summaries, none of the others.
+    assert len(keys("minimal")) == len(keys("detailed")) == TRACES
+    sent = message_keys(read_topic(broker.client_config(), TOPIC)) - after_minimal
+    assert sent == keys("detailed"), key_difference(sent, keys("detailed"))
+    assert embedding_metadata(detailed)["embedding_requests_succeeded"] == TRACES
+    assert embedding_metadata(detailed)["mode"] == "detailed"
+
+    # A run of `embedding_requests` alone re-sends what is stored: the mode it is given, else every mode.
+    before = message_keys(read_topic(broker.client_config(), TOPIC))
+    resend = materialize(
+        seeded,
+        instance,
+        tmp_path,
+        kafka,
+        {"ops": {"embedding_requests": {"config": {"mode": "minimal"}}}},
+        selection=[embedding_requests],
+    )
+    assert resend.success
+    resent = message_keys(read_topic(broker.client_config(), TOPIC)) - before
+    assert resent == keys("minimal"), key_difference(resent, keys("minimal"))
+    everything = materialize(seeded, instance, tmp_path, kafka, selection=[embedding_requests])
+    assert everything.success
+    assert embedding_metadata(everything)["embedding_requests_succeeded"] == 2 * TRACES

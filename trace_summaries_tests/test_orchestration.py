@@ -15,7 +15,6 @@ from trace_summaries.defs.partition_failures import CHECK_NAME, FAILED_PARTITION
 from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.defs.sampled_traces import sampled_traces
-from trace_summaries.defs.schedules import hourly_trace_summaries_schedule
 from trace_summaries.defs.sensors import failed_partitions_sensor, team_partitions_sensor
 from trace_summaries.defs.trace_summaries import trace_summaries
 from trace_summaries.demo import seed_store
@@ -25,10 +24,11 @@ from trace_summaries_tests.support import clock
 from trace_summaries_tests.support.events import ai_event
 from trace_summaries_tests.support.expected_traces import summaries_by_team
 from trace_summaries_tests.support.pipeline_defs import pipeline_definitions
+from trace_summaries_tests.support.schedule_ticks import tick
 
 HOUR = clock.HOUR
 HOUR_KEY = clock.HOUR_KEY
-TICK = clock.hour(10) + timedelta(minutes=15)
+TICK = clock.TICK
 
 
 def apply(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
@@ -66,18 +66,6 @@ def test_team_sensor_adds_configured_and_discovered_teams_and_retires_without_de
     assert [request.partition_key for request in requests] == [f"{HOUR_KEY}|2", f"{HOUR_KEY}|3"]
 
 
-def tick(instance: dg.DagsterInstance, store: TraceStore) -> list[dg.RunRequest]:
-    # Closed here, in order: an open context keeps its instance current for Dagster after the test.
-    with dg.build_schedule_context(
-        instance=instance,
-        scheduled_execution_time=TICK,
-        resources={"clickhouse": ClickHouseResource(dsn=store.dsn)},
-    ) as context:
-        result = hourly_trace_summaries_schedule(context)
-    assert isinstance(result, list)
-    return result
-
-
 def test_schedule_tick_requests_one_run_per_team_below_the_threshold(
     store: TraceStore, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,7 +75,7 @@ def test_schedule_tick_requests_one_run_per_team_below_the_threshold(
     requests = tick(instance, store)
 
     assert [(r.partition_key, r.run_key) for r in requests] == [
-        (f"{HOUR_KEY}|{team}", f"{HOUR_KEY}|{team}") for team in ("1", "2", "3")
+        (f"{HOUR_KEY}|{team}", f"{HOUR_KEY}|{team}:detailed") for team in ("1", "2", "3")
     ]
     assert tick(instance, store) == requests  # same tick, same run keys: idempotent
 
@@ -126,8 +114,9 @@ def test_shards_never_span_a_team_that_is_not_scheduled() -> None:
 
 
 def test_a_ranged_run_with_a_failing_team_writes_the_others_and_the_sensor_retries_it(
-    store: TraceStore, instance: dg.DagsterInstance, tmp_path: Path
+    store: TraceStore, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TRACE_SUMMARIES_RETRY_FAILED_DELAY_SECONDS", "0")
     seed_store(store, [3, 5], [HOUR], 4, progress=False, oversized_fraction=0.0)
     instance.add_dynamic_partitions(TEAMS.name, ["3", "bad-team", "5"])
     job = pipeline_definitions(store, tmp_path).resolve_job_def("trace_summaries_job")
@@ -194,5 +183,6 @@ def test_the_hourly_report_counts_teams_traces_and_summaries_and_names_failed_te
     meta = {key: value.value for key, value in materialization.metadata.items()}
     assert meta["teams_processed"] == 3 and meta["teams_failed"] == 1
     assert meta["failed_team_ids"] == [7]
-    assert meta["total_traces"] == 8 and meta["total_summaries"] == 8
-    assert "| 7 | 0 | 0 | no sample" in meta["teams"]
+    assert meta["total_traces"] == 8
+    assert meta["by_mode"] == {"detailed": {"teams": 2, "traces": 8, "summaries": 8}}
+    assert "| 7 | 0 | - | - | no sample" in meta["teams"]

@@ -1,5 +1,6 @@
 """The `embedding_requests` asset: one Kafka message per written summary, for search and clustering."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -7,13 +8,31 @@ from pydantic import Field
 
 from trace_summaries.defs.partition_sets import TEAM_HOUR
 from trace_summaries.defs.resources import KafkaResource
+from trace_summaries.defs.trace_summaries import TraceSummariesConfig
 from trace_summaries.queue import DEFAULT_EMBEDDING_MODELS, build_embedding_request
-from trace_summaries.queue.summary_documents import summary_document
+from trace_summaries.queue.summary_documents import summary_documents
 from trace_summaries.write.event import SummaryEvent
+
+SUMMARIES_NODE = "trace_summaries"
 
 
 class EmbeddingRequestsConfig(dg.Config):
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_EMBEDDING_MODELS))
+    # Which stored summaries to queue when `trace_summaries` is not part of the run (a re-send of what is
+    # already written): one mode, or None for every mode stored. A run that summarizes queues its own mode.
+    mode: str | None = Field(default=None, pattern="^(minimal|detailed)$")
+
+
+def run_summary_mode(run_config: Mapping[str, Any]) -> str:
+    """The mode a run's `trace_summaries` step summarizes in: its run config's, else the config default."""
+    op_config = ((run_config.get("ops") or {}).get(SUMMARIES_NODE) or {}).get("config") or {}
+    return str(op_config.get("mode") or TraceSummariesConfig().mode)
+
+
+def _mode_to_queue(context: dg.AssetExecutionContext, config: EmbeddingRequestsConfig) -> str | None:
+    if context.job_def.graph.has_node_named(SUMMARIES_NODE):
+        return run_summary_mode(context.run.run_config)
+    return config.mode
 
 
 @dg.asset(
@@ -28,14 +47,20 @@ def embedding_requests(
     trace_summaries: dict[str, list[SummaryEvent]],
     kafka: KafkaResource,
 ) -> dg.MaterializeResult:
-    """Reads the summaries back from the events table and queues them; a failed send never fails the
-    summaries (they are already written) and a re-materialization re-sends with the same keys."""
+    """Reads the summaries back from the events table and queues those of the run's mode (the mode its
+    `trace_summaries` step summarized in); a failed send never fails the summaries (they are already
+    written) and a re-materialization re-sends with the same keys."""
+    mode = _mode_to_queue(context, config)
     requests = [
-        build_embedding_request(summary_document(event), models=config.models)
+        build_embedding_request(document, models=config.models)
         for events in trace_summaries.values()
-        for event in events
+        for document in summary_documents(events, mode)
     ]
-    metadata: dict[str, Any] = {"embedding_requests": len(requests), "topic": kafka.topic}
+    metadata: dict[str, Any] = {
+        "embedding_requests": len(requests),
+        "topic": kafka.topic,
+        "mode": mode or "all stored modes",
+    }
     if not kafka.configured:
         context.log.warning("KAFKA_BOOTSTRAP_SERVERS is not set: embedding requests were not sent")
         return dg.MaterializeResult(

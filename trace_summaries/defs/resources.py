@@ -51,6 +51,7 @@ class LLMResource(dg.ConfigurableResource):
     base_url: str | None = None
     model: str = _LLM_DEFAULTS["model"].default
     timeout_s: float = _LLM_DEFAULTS["timeout_s"].default
+    trace_deadline_s: float = _LLM_DEFAULTS["trace_deadline_s"].default
     concurrency: int = _LLM_DEFAULTS["concurrency"].default
     max_attempts: int = _LLM_DEFAULTS["max_attempts"].default
     context_tokens: int | None = None
@@ -80,6 +81,7 @@ class LLMResource(dg.ConfigurableResource):
             base_url=self.base_url,
             model=model or self.model,
             timeout_s=self.timeout_s,
+            trace_deadline_s=self.trace_deadline_s,
             max_attempts=max_attempts or self.max_attempts,
             max_output_tokens=self.max_output_tokens,
             service_tier=self.service_tier,
@@ -161,6 +163,7 @@ def llm_resource(config: Config) -> LLMResource:
         base_url=_env("OPENAI_BASE_URL", config.llm.base_url),
         model=config.llm.model,
         timeout_s=config.llm.timeout_s,
+        trace_deadline_s=config.llm.trace_deadline_s,
         concurrency=config.llm.concurrency,
         max_attempts=config.llm.max_attempts,
         context_tokens=config.llm.context_tokens,

@@ -1,15 +1,24 @@
-"""The hourly schedule: the last complete hour for every scheduled team, per team or in shards."""
+"""The hourly schedule: the last complete hour for every scheduled team, per team or in shards, per summary
+mode, each run with its parameters as run config (TRACE_SUMMARIES_MAX_TRACES, _SUMMARY_MODES, the team
+overrides file)."""
 
 from datetime import timedelta
 
 import dagster as dg
 
-from trace_summaries.config import ScheduleConfig, TeamsConfig, load
+from trace_summaries.config import LLMConfig, ScheduleConfig, TeamsConfig, load
 from trace_summaries.defs.jobs import trace_summaries_job
 from trace_summaries.defs.partition_sets import TEAMS_NAME
 from trace_summaries.defs.resources import ClickHouseResource
-from trace_summaries.scheduling.run_plan import last_complete_hour, plan_hourly_runs
+from trace_summaries.scheduling.run_plan import RunDefaults, last_complete_hour, plan_scheduled_runs
+from trace_summaries.scheduling.team_overrides import load_team_overrides
 from trace_summaries.scheduling.team_set import discover_teams, scheduled_teams
+
+MODE_TAG = "trace_summaries/mode"
+
+# Checked when the code location loads: a bad overrides file stops it with an error naming the team, rather
+# than failing the first tick.
+load_team_overrides(load(ScheduleConfig).team_overrides)
 
 
 @dg.schedule(
@@ -35,25 +44,44 @@ def hourly_trace_summaries_schedule(
     if missing:
         context.log.warning(f"teams not yet registered as partitions (the team sensor adds them): {missing}")
     hour = last_complete_hour(scheduled_time, timedelta(minutes=schedule.schedule_lateness_minutes))
-    plan = plan_hourly_runs(
+    llm = load(LLMConfig)
+    defaults = RunDefaults(
+        modes=schedule.summary_modes,
+        max_traces=schedule.max_traces,
+        model=llm.model,
+        batch_size=llm.concurrency,
+    )
+    plan = plan_scheduled_runs(
         hour,
         partitions,
         wanted,
         mode=schedule.schedule_mode,
         shard_threshold=schedule.shard_threshold,
         shard_size=schedule.shard_size,
+        defaults=defaults,
+        overrides=load_team_overrides(schedule.team_overrides),
     )
     if not plan:
         return dg.SkipReason(f"no scheduled team for {hour:%Y-%m-%d %H}:00 (allowlist empty, discovery off?)")
     requests = []
-    for run in plan:
-        tags = {"trace_summaries/trigger": "schedule", "trace_summaries/teams": str(len(run.teams))}
+    for planned in plan:
+        run = planned.run
+        tags = {
+            "trace_summaries/trigger": "schedule",
+            "trace_summaries/teams": str(len(run.teams)),
+            MODE_TAG: planned.params.mode,
+        }
+        config = planned.params.run_config()
         if run.is_range:
             tags |= {
                 "dagster/asset_partition_range_start": run.first_key,
                 "dagster/asset_partition_range_end": run.last_key,
             }
-            requests.append(dg.RunRequest(run_key=run.run_key, tags=tags))
+            requests.append(dg.RunRequest(run_key=planned.run_key, run_config=config, tags=tags))
         else:
-            requests.append(dg.RunRequest(run_key=run.run_key, partition_key=run.first_key, tags=tags))
+            requests.append(
+                dg.RunRequest(
+                    run_key=planned.run_key, partition_key=run.first_key, run_config=config, tags=tags
+                )
+            )
     return requests

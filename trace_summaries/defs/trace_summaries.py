@@ -3,7 +3,7 @@
 import dataclasses
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import dagster as dg
@@ -13,7 +13,7 @@ from trace_summaries.defs.partition_failures import settle_partition_failures
 from trace_summaries.defs.partition_sets import TEAM_HOUR
 from trace_summaries.defs.resources import LLMResource
 from trace_summaries.sample import TeamHourSample
-from trace_summaries.summarize import chat_messages
+from trace_summaries.summarize import Summarizer, chat_messages
 from trace_summaries.summarize.context_window import text_budget_chars
 from trace_summaries.summarize.pacing import CallPacer
 from trace_summaries.summarize.partition import (
@@ -22,6 +22,7 @@ from trace_summaries.summarize.partition import (
     PartitionSummaries,
     summarize_partitions_sync,
 )
+from trace_summaries.text_repr import RenderOptions
 from trace_summaries.text_repr.redaction import RedactionConfig
 
 PROGRESS_EVERY_S = 5.0
@@ -60,6 +61,88 @@ def trace_summaries(
     llm: LLMResource,
 ) -> dict[str, PartitionSummaries]:
     """Renders each sampled trace, summarizes it, and emits one `$ai_trace_summary` event per trace."""
+    setup = summarize_setup(config, llm)
+    samples = {key: sampled_traces[key] for key in context.partition_keys if key in sampled_traces}
+    failures = {
+        key: "no sample: sampled_traces failed for this partition"
+        for key in context.partition_keys
+        if key not in samples
+    }
+    progress = _ProgressLog(context)
+    summarized = setup.summarize(samples, on_progress=progress.partition)
+    results: dict[str, PartitionSummaries] = {}
+    report: list[str] = []
+    for key, summaries in summarized.items():
+        report.append(f"{key}: {summaries.counts()} {summaries.reasons('failed') or ''}")
+        systemic = summaries.systemic_failure()
+        if systemic is not None:
+            failures[key] = systemic_failure_message(systemic, config, llm)
+            continue
+        results[key] = summaries
+    if report:
+        context.log.info("\n".join(report))
+    metadata = summary_metadata(list(results.values())) | setup.metadata()
+    try:
+        metadata.update(settle_partition_failures(context, failures, report_check=True))
+    except dg.Failure as failure:
+        raise dg.Failure(description=failure.description, metadata=metadata) from None
+    context.add_output_metadata(metadata)
+    return results
+
+
+def systemic_failure_message(reason: str, config: TraceSummariesConfig, llm: LLMResource) -> str:
+    """Why a partition failed when every one of its traces failed the same way, and what to check."""
+    if reason == "deadline_exceeded":
+        return (
+            f"every trace failed with '{reason}': the endpoint did not answer within "
+            f"TRACE_SUMMARIES_LLM_TRACE_DEADLINE_S (model {config.model or llm.model!r}); check that it "
+            "serves, or raise the deadline"
+        )
+    return (
+        f"every trace failed with '{reason}': check the LLM configuration "
+        f"(OPENAI_API_KEY, OPENAI_BASE_URL, model {config.model or llm.model!r})"
+    )
+
+
+@dataclasses.dataclass
+class SummarizeSetup:
+    """What a step summarizes with, from its config and the LLM resource: the summarizer, the rendering
+    fitted to the model's context window, redaction, and the pacer of its calls (shared by the partition
+    assets and the explicit-window job)."""
+
+    config: TraceSummariesConfig
+    summarizer: Summarizer
+    render: RenderOptions
+    redaction: RedactionConfig
+    pacer: CallPacer
+    batch_size: int
+    context_tokens: int
+    max_length: int
+
+    def summarize(
+        self,
+        samples: Mapping[str, TeamHourSample],
+        on_progress: Callable[[str], Callable[[int, int, int], None] | None] | None = None,
+    ) -> dict[str, PartitionSummaries]:
+        return summarize_partitions_sync(
+            samples,
+            self.summarizer,
+            mode=self.config.mode,
+            batch_size=self.batch_size,
+            pacer=self.pacer,
+            render=self.render,
+            on_progress=on_progress,
+            redaction=self.redaction,
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        return self.pacer.stats().metadata() | {
+            "llm_context_tokens": self.context_tokens,
+            "text_max_chars": self.max_length,
+        }
+
+
+def summarize_setup(config: TraceSummariesConfig, llm: LLMResource) -> SummarizeSetup:
     base = PIPELINE_RENDERING if config.rendering == "compact" else ORIGINAL_RENDERING
     # Fit every trace into the model's context: the text gets what the fixed prompt and the answer leave.
     window = llm.context_window(config.model)
@@ -75,50 +158,17 @@ def trace_summaries(
         max_attempts=config.max_attempts,
         bounded_output=window is not None and window.reported_by_endpoint,
     )
-    render = dataclasses.replace(base, max_length=max_length)
-    redaction = RedactionConfig(enabled=config.redact_pii, extra_patterns=config.redaction_patterns)
-    samples = {key: sampled_traces[key] for key in context.partition_keys if key in sampled_traces}
-    failures = {
-        key: "no sample: sampled_traces failed for this partition"
-        for key in context.partition_keys
-        if key not in samples
-    }
-    progress = _ProgressLog(context)
     batch_size = config.batch_size or llm.concurrency
-    pacer = CallPacer(batch_size)
-    summarized = summarize_partitions_sync(
-        samples,
-        summarizer,
-        mode=config.mode,
+    return SummarizeSetup(
+        config=config,
+        summarizer=summarizer,
+        render=dataclasses.replace(base, max_length=max_length),
+        redaction=RedactionConfig(enabled=config.redact_pii, extra_patterns=config.redaction_patterns),
+        pacer=CallPacer(batch_size),
         batch_size=batch_size,
-        pacer=pacer,
-        render=render,
-        on_progress=progress.partition,
-        redaction=redaction,
+        context_tokens=window.tokens if window else 0,
+        max_length=max_length,
     )
-    results: dict[str, PartitionSummaries] = {}
-    report: list[str] = []
-    for key, summaries in summarized.items():
-        report.append(f"{key}: {summaries.counts()} {summaries.reasons('failed') or ''}")
-        systemic = summaries.systemic_failure()
-        if systemic is not None:
-            failures[key] = (
-                f"every trace failed with '{systemic}': check the LLM configuration "
-                f"(OPENAI_API_KEY, OPENAI_BASE_URL, model {config.model or llm.model!r})"
-            )
-            continue
-        results[key] = summaries
-    if report:
-        context.log.info("\n".join(report))
-    metadata = summary_metadata(list(results.values()))
-    metadata.update(pacer.stats().metadata())
-    metadata |= {"llm_context_tokens": window.tokens if window else 0, "text_max_chars": max_length}
-    try:
-        metadata.update(settle_partition_failures(context, failures, report_check=True))
-    except dg.Failure as failure:
-        raise dg.Failure(description=failure.description, metadata=metadata) from None
-    context.add_output_metadata(metadata)
-    return results
 
 
 class _ProgressLog:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from trace_summaries.queue.request import SummaryDocument
 from trace_summaries.write.event import SummaryEvent
 
@@ -20,3 +22,12 @@ def summary_document(event: SummaryEvent) -> SummaryDocument:
         bullets=[bullet.text for bullet in props.bullets],
         notes=[note.text for note in props.interesting_notes],
     )
+
+
+def summary_documents(events: Iterable[SummaryEvent], mode: str | None) -> list[SummaryDocument]:
+    """The documents of the events summarized in ``mode`` (every stored mode when ``mode`` is None).
+
+    A partition's window holds the summaries of every mode that ran for it; a run queues its own mode's
+    only, so a detailed run after a minimal one does not queue the minimal summaries again.
+    """
+    return [summary_document(event) for event in events if mode is None or event.properties.mode == mode]

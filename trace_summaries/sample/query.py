@@ -9,7 +9,9 @@ One query ranks and guards the traces of the window; then the events of the sele
 as few queries as a memory budget allows (``SamplingConfig.fetch_chunk_properties_chars``): one query for a
 whole partition at the size limits holds ~200 MB of raw properties next to their decoded form, and in an
 embedded store the engine's own copy of the result as well. Every query is parameterized on the server; no
-input is ever formatted into SQL.
+input is ever formatted into SQL. Every query runs under a server-side time limit (ClickHouse
+``max_execution_time``, ``TRACE_SUMMARIES_SAMPLING_TIMEOUT_S``, the original's 300 s): a partition whose
+queries scan too much fails with an error naming the setting instead of holding its run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from trace_summaries.config import StoreConfig, load
 from trace_summaries.sample.model import (
     AI_EVENT_TYPES,
     EXCLUDED_EXAMPLES,
@@ -35,7 +39,16 @@ from trace_summaries.sample.model import (
     TeamHourSample,
     TraceEvent,
 )
-from trace_summaries.store import as_utc
+from trace_summaries.store import StoreError, as_utc
+
+TIMEOUT_SETTING = "TRACE_SUMMARIES_SAMPLING_TIMEOUT_S"
+# How ClickHouse reports a query stopped by ``max_execution_time`` (code 159), on a server and in chDB.
+_TIMEOUT_MARKERS = ("TIMEOUT_EXCEEDED", "Code: 159.")
+
+
+class SamplingTimeout(StoreError):
+    """A sampling query ran past ``TRACE_SUMMARIES_SAMPLING_TIMEOUT_S`` and the server stopped it."""
+
 
 SELECT_TRACES_SQL = """
 SELECT trace_id, first_timestamp, event_count, properties_chars, exclusion, group_size, group_events,
@@ -114,8 +127,15 @@ def sample_team_hour(
     window_start: datetime,
     window_end: datetime,
     config: SamplingConfig | None = None,
+    *,
+    timeout_s: float | None = None,
 ) -> TeamHourSample:
+    """``timeout_s`` bounds each query on the server (default: ``TRACE_SUMMARIES_SAMPLING_TIMEOUT_S``); a
+    query past it raises ``SamplingTimeout``, a ``StoreError`` naming the setting."""
     config = config or SamplingConfig()
+    if timeout_s is None:
+        timeout_s = load(StoreConfig).sampling_timeout_s
+    timed = _TimedClient(client, timeout_s)
     window_start, window_end = as_utc(window_start), as_utc(window_end)
     if window_end <= window_start:
         raise ValueError(f"empty sampling window [{window_start}, {window_end})")
@@ -123,19 +143,41 @@ def sample_team_hour(
     stats = SamplingStats(traces_excluded=dict.fromkeys(GUARD_EXCLUSIONS, 0))
 
     started = time.perf_counter()
-    selected = _select_traces(client, scope, window_start, window_end, config, stats)
+    selected = _select_traces(timed, scope, window_start, window_end, config, stats)
     stats.select_query_seconds = round(time.perf_counter() - started, 4)
 
     started = time.perf_counter()
-    traces = _fetch_traces(client, scope, selected, stats, config.fetch_chunk_properties_chars)
+    traces = _fetch_traces(timed, scope, selected, stats, config.fetch_chunk_properties_chars)
     stats.fetch_query_seconds = round(time.perf_counter() - started, 4)
     return TeamHourSample(
         team_id=team_id, window_start=window_start, window_end=window_end, traces=traces, stats=stats
     )
 
 
+class _TimedClient:
+    """The queries of one sample, each with ``max_execution_time`` set on the server."""
+
+    def __init__(self, client: Client, timeout_s: float) -> None:
+        self._client = client
+        self.timeout_s = timeout_s
+
+    def query(self, sql: str, parameters: dict[str, Any]) -> Any:
+        try:
+            return self._client.query(
+                sql, parameters=parameters, settings={"max_execution_time": self.timeout_s}
+            )
+        except ClickHouseError as exc:
+            if any(marker in str(exc) for marker in _TIMEOUT_MARKERS):
+                raise SamplingTimeout(
+                    f"a sampling query ran past {TIMEOUT_SETTING}={self.timeout_s:g} s (ClickHouse "
+                    f"max_execution_time) and was stopped by the server; raise {TIMEOUT_SETTING} or lower "
+                    f"the run config's trace_margin_minutes"
+                ) from exc
+            raise
+
+
 def _select_traces(
-    client: Client,
+    client: _TimedClient,
     scope: dict[str, Any],
     window_start: datetime,
     window_end: datetime,
@@ -189,7 +231,7 @@ def _select_traces(
 
 
 def _fetch_traces(
-    client: Client,
+    client: _TimedClient,
     scope: dict[str, Any],
     selected: Sequence[SampledTrace],
     stats: SamplingStats,

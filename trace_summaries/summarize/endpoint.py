@@ -28,6 +28,8 @@ class LLMSettings(BaseModel):
     model: str = _DEFAULTS["model"].default
     # A deadline for one attempt (connect, wait and read), not for the trace: retries get their own.
     timeout_s: float = Field(default=_DEFAULTS["timeout_s"].default, gt=0)
+    # A deadline for the whole trace: every attempt, slot wait and backoff (``LLMConfig.trace_deadline_s``).
+    trace_deadline_s: float = Field(default=_DEFAULTS["trace_deadline_s"].default, gt=0)
     # The answer's cap (``max_tokens``), so an answer that never ends cannot run to the context's end.
     max_output_tokens: int = Field(default=_DEFAULTS["max_output_tokens"].default, ge=1)
     # ``"flex"``: ask for the flex tier, falling back to the standard tier on 429, timeout or 5xx.

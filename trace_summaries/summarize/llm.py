@@ -4,7 +4,10 @@ Built on the official SDK's ``AsyncOpenAI`` so that any OpenAI-compatible endpoi
 ``base_url``. The SDK's retries are off (``max_retries=0``): this module retries with the policy of
 ``retry.py`` and records every attempt and wait, which the SDK would hide. Each attempt is also bounded by an
 overall deadline, because the HTTP timeout only bounds each read and a server trickling bytes could
-otherwise hold a trace for ever.
+otherwise hold a trace for ever. The trace as a whole has a deadline too (``trace_deadline_s``, the original's
+300 s), counted from its first call (waiting for the step's first slot is the step's queue, not the trace's
+time): it covers every attempt, later waits for a call slot and backoff; once it has passed no attempt
+starts, a running one is cut at it, and the trace fails with reason ``deadline_exceeded``.
 
 The pipeline runs up to ``batch_size`` calls at once on one event loop, so the client's CPU per call decides
 how close a partition gets to ``batch_size / latency`` summaries per second (``bench/bench_llm_stage.py``):
@@ -108,6 +111,8 @@ class _Tally:
     waits: list[float] = field(default_factory=list)
     request_id: str | None = None
     service_tier: str | None = None
+    # When the trace's deadline passes (``time.monotonic()``): set when its first call gets a slot.
+    deadline: float | None = None
 
     def add(self, attempt: _Attempt, cost_usd: float | None) -> None:
         self.attempts += 1
@@ -177,8 +182,15 @@ class LLMSummarizer:
         tally = _Tally(started=time.monotonic())
         flex = self.settings.service_tier == "flex"
         absorbed = 0  # failed attempts the pacer took as its own doing (pacing.last_call_absorbed)
+        last: _Attempt | None = None
         while True:
-            attempt = await self._attempt(messages, flex=flex)
+            if tally.deadline is not None and time.monotonic() >= tally.deadline:
+                return self._past_deadline(tally, mode, last)
+            attempt = await self._attempt(messages, flex=flex, clock=tally)
+            if attempt.reason == "deadline_exceeded":
+                tally.add(attempt, self._cost(attempt))
+                return self._past_deadline(tally, mode, last, cut=True)
+            last = attempt
             tally.add(attempt, self._cost(attempt))
             if flex and attempt.reason in _FLEX_FALLBACK_REASONS:
                 # The flex tier refused or was too slow: the standard tier, at once, for the next attempt.
@@ -213,8 +225,26 @@ class LLMSummarizer:
                 return self._result(tally, mode, status="failed", reason=reason, error=attempt.error)
             else:
                 wait = policy.wait_s(tally.attempts - absorbed, attempt.retry_after_s, self._rng)
+            if tally.deadline is not None and time.monotonic() + wait >= tally.deadline:
+                # The next attempt could not start before the deadline: fail now rather than sleep to it.
+                return self._past_deadline(tally, mode, last)
             tally.waits.append(wait)
             await asyncio.sleep(wait)
+
+    def _past_deadline(
+        self, tally: _Tally, mode: SummaryMode, last: _Attempt | None, *, cut: bool = False
+    ) -> TraceSummaryResult:
+        """The trace failed with ``deadline_exceeded``: the error names the setting and the last failure."""
+        deadline = self.settings.trace_deadline_s
+        error = (
+            f"no summary within the trace deadline of {deadline:g} s (TRACE_SUMMARIES_LLM_TRACE_DEADLINE_S) "
+            f"after {tally.attempts} attempt{'s' if tally.attempts != 1 else ''}"
+        )
+        if cut:
+            error += "; the last attempt was cut at the deadline"
+        if last is not None and last.reason is not None:
+            error += f"; last failure: {last.reason}: {last.error}"
+        return self._result(tally, mode, status="failed", reason="deadline_exceeded", error=error)
 
     def _result(self, tally: _Tally, mode: SummaryMode, **outcome: Any) -> TraceSummaryResult:
         return TraceSummaryResult(
@@ -244,7 +274,11 @@ class LLMSummarizer:
             flex=attempt.service_tier == "flex",
         )
 
-    async def _attempt(self, messages: list[dict[str, str]], *, flex: bool = False) -> _Attempt:
+    async def _attempt(
+        self, messages: list[dict[str, str]], *, flex: bool = False, clock: _Tally | None = None
+    ) -> _Attempt:
+        """One call. With ``clock``, the trace's deadline bounds the wait for a slot and the call together;
+        its first call starts the deadline once it has a slot."""
         client = self._client()
         body = {
             "model": self.settings.model,
@@ -260,9 +294,15 @@ class LLMSummarizer:
             body["service_tier"] = "flex"
         if self.settings.reasoning_effort is not None:
             body["reasoning_effort"] = self.settings.reasoning_effort
+        deadline = None if clock is None else clock.deadline
+        trace_deadline = asyncio.timeout(None if deadline is None else deadline - time.monotonic())
         try:
-            # A slot first (the step's pacer), then the attempt's own deadline.
-            async with paced_call(), asyncio.timeout(self.settings.timeout_s):
+            # The trace's deadline around everything; a slot (the step's pacer), then the attempt's own.
+            async with trace_deadline, paced_call(), asyncio.timeout(self.settings.timeout_s):
+                if clock is not None and clock.deadline is None:
+                    budget = self.settings.trace_deadline_s
+                    clock.deadline = time.monotonic() + budget
+                    trace_deadline.reschedule(asyncio.get_running_loop().time() + budget)
                 # The request ``chat.completions.create`` makes, without its walk of the arguments through
                 # the SDK's TypedDicts: that walk (for aliases and formats our plain JSON body does not have;
                 # it returns the body unchanged) was a large share of the client's CPU per call
@@ -272,6 +312,8 @@ class LLMSummarizer:
                     "/chat/completions", cast_to=ChatCompletion, body=body, options=_CHAT_COMPLETION_OPTIONS
                 )
         except TimeoutError:
+            if trace_deadline.expired():
+                return _Attempt(reason="deadline_exceeded", error="cut at the trace deadline")
             return _Attempt(reason="timeout", error=f"no answer within {self.settings.timeout_s:g} s")
         except openai.APIStatusError as exc:
             return _Attempt(

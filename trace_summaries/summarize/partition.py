@@ -119,7 +119,7 @@ async def summarize_partition(
         window_start=sample.window_start,
         window_end=sample.window_end,
         mode=mode,
-        batch_run_id=batch_run_id(sample.team_id, sample.window_start),
+        batch_run_id=batch_run_id(sample.team_id, sample.window_start, sample.window_end),
     )
     texts: dict[str, TraceText] = {}
     redactions: dict[str, dict[str, int]] = {}

@@ -35,6 +35,8 @@ FailureReason = Literal[
     "bad_request",
     # The prompt did not fit the model's context: the trace is rendered smaller and tried once more.
     "context_exceeded",
+    # The trace's overall deadline (``trace_deadline_s``) passed before an attempt succeeded.
+    "deadline_exceeded",
     # A bug of ours or of the summarizer, caught so that the batch goes on.
     "internal_error",
 ]
@@ -53,6 +55,7 @@ SYSTEMIC_REASONS: frozenset[FailureReason] = frozenset(
         "timeout",
         "rate_limited",
         "server_error",
+        "deadline_exceeded",
     }
 )
 

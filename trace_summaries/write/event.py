@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid as uuid_lib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,9 +20,13 @@ SUMMARY_EVENT = "$ai_trace_summary"
 SUMMARY_EVENT_NAMESPACE = uuid_lib.UUID("0b6f6a52-3d0e-5c1e-9a53-6a1f4b7c2e10")
 
 
-def batch_run_id(team_id: int, window_start: datetime) -> str:
-    """``{team_id}_{window start ISO-8601}``, e.g. ``1_2025-01-15T12:00:00+00:00``, as in the original."""
-    return f"{team_id}_{window_start.isoformat()}"
+def batch_run_id(team_id: int, window_start: datetime, window_end: datetime | None = None) -> str:
+    """``{team_id}_{window start ISO-8601}``, e.g. ``1_2025-01-15T12:00:00+00:00``, as in the original, for
+    an hour window; any other window names its end too (``1_<start>_<end>``), so a half hour or an explicit
+    window never shares event ids with the hour that starts with it."""
+    if window_end is None or window_end - window_start == timedelta(hours=1):
+        return f"{team_id}_{window_start.isoformat()}"
+    return f"{team_id}_{window_start.isoformat()}_{window_end.isoformat()}"
 
 
 def summary_event_uuid(team_id: int, trace_id: str, mode: str, run_id: str) -> str:
@@ -110,7 +114,7 @@ def build_summary_event(
     properties: dict[str, Any],
 ) -> SummaryEvent:
     """The event for one summarized trace; ``properties`` holds the summary and its accounting fields."""
-    run_id = batch_run_id(team_id, window_start)
+    run_id = batch_run_id(team_id, window_start, window_end)
     mode = properties["mode"]
     return SummaryEvent(
         uuid=summary_event_uuid(team_id, trace_id, mode, run_id),

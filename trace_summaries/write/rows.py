@@ -62,7 +62,7 @@ class SummaryWindow:
 
     @property
     def batch_run_id(self) -> str:
-        return batch_run_id(self.team_id, self.window_start)
+        return batch_run_id(self.team_id, self.window_start, self.window_end)
 
 
 class SummaryBatch(Protocol):

@@ -23,3 +23,5 @@ def hour(at: int, *, days: int = 0) -> datetime:
 
 HOUR = hour(9)
 HOUR_KEY = hour_key(HOUR)
+# The hourly schedule's tick that runs HOUR (at minute 15 of the next hour).
+TICK = hour(10) + timedelta(minutes=15)
