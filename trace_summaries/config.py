@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -31,7 +31,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-from trace_summaries.partitions import InvalidTeamKey, hour_key, parse_team_list
+from trace_summaries.partitions import WINDOW_SIZES, InvalidTeamKey, hour_key, parse_team_list
 
 
 class SettingError(ValueError):
@@ -323,6 +323,10 @@ class ScheduleConfig(_Section):
     # The first hour partition (UTC). Hour x team multiplies the partition count, so a deployment sets it
     # to when it started; it never moves by itself.
     start_date: str = DEFAULT_START_DATE
+    # The length of the time partitions (minutes): one of WINDOW_SIZES (partitions.py), 5 minutes to a day.
+    # Partition keys, batch_run_id, event ids and the schedule follow it. Changing it in a running deployment
+    # starts a new partition set (the old partitions' status is no longer shown; their events stay).
+    window_minutes: int = 60
     schedule_minute: int = Field(default=15, ge=0, le=59)
     schedule_lateness_minutes: int = Field(default=0, ge=0, le=1440)
     # per_team: one run per team; sharded: ranged runs of `shard_size` teams; auto: sharded above the
@@ -342,6 +346,20 @@ class ScheduleConfig(_Section):
     # `dagster/max_runtime` of every pipeline run (scheduled, retried, backfilled), as the original bounds a
     # workflow at 120 minutes: run monitoring fails a run still going after it.
     max_runtime_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+
+    @field_validator("window_minutes")
+    @classmethod
+    def _window(cls, value: int) -> int:
+        if value not in WINDOW_SIZES:
+            raise ValueError(
+                f"must be one of {', '.join(map(str, WINDOW_SIZES))} (minutes that divide an hour, or whole "
+                "hours that divide a day)"
+            )
+        return value
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(minutes=self.window_minutes)
 
     @field_validator("start_date")
     @classmethod

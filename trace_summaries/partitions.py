@@ -1,8 +1,10 @@
-"""Partition keys: the only code that builds or parses a ``<hour>|<team>`` key, an hour key or a team key.
+"""Partition keys: the only code that builds or parses a ``<window>|<team>`` key, a window key or a team key.
 
 A team key is the decimal id with no sign, padding, spaces or non-ASCII digits: Dagster splits multi-partition
-keys on ``|`` and UI backfills on ``,``, and a key that reaches SQL must be exactly one positive integer. An
-hour key is Dagster's hourly format, ``YYYY-MM-DD-HH:00`` (UTC); a window is the hour that starts there.
+keys on ``|`` and UI backfills on ``,``, and a key that reaches SQL must be exactly one positive integer. A
+window key is Dagster's time-partition format, ``YYYY-MM-DD-HH:MM`` (UTC; ``HH:00`` for the default hour
+windows, so it is also Dagster's hourly key); the window is ``TRACE_SUMMARIES_WINDOW_MINUTES`` long from
+there (``WINDOW`` by default: an hour). The names still say "hour" where the window is an hour by default.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 _TEAM_KEY = re.compile(r"[1-9][0-9]{0,17}")
-HOUR_KEY_FORMAT = "%Y-%m-%d-%H:00"
+HOUR_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 WINDOW = timedelta(hours=1)
+# Window sizes (minutes) a cron schedule can tick at: those that divide an hour, and whole hours that divide a
+# day. (45 or 90 minutes divide a day too, but no single cron expression steps through them.)
+WINDOW_SIZES = (5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440)
 
 
 class InvalidTeamKey(ValueError):
@@ -43,13 +48,32 @@ def parse_team_list(value: str, *, source: str) -> list[int]:
 
 
 def hour_key(hour_start: datetime) -> str:
-    """The hour partition key of the hour that starts at ``hour_start`` (UTC)."""
+    """The time partition key of the window (an hour by default) that starts at ``hour_start`` (UTC)."""
     return hour_start.astimezone(UTC).strftime(HOUR_KEY_FORMAT)
 
 
 def parse_hour_key(key: str) -> datetime:
-    """The start (UTC) of the hour an hour key names; ``ValueError`` for anything else."""
+    """The start (UTC) of the window a time key names; ``ValueError`` for anything else."""
     return datetime.strptime(key, HOUR_KEY_FORMAT).replace(tzinfo=UTC)
+
+
+def window_cron(minutes: int, offset_minute: int = 0) -> str:
+    """The cron expression stepping through windows of ``minutes`` (one of ``WINDOW_SIZES``), at
+    ``offset_minute`` into each window (kept below the window's length)."""
+    if minutes not in WINDOW_SIZES:
+        raise ValueError(f"a window of {minutes} minutes is not one of {WINDOW_SIZES}")
+    if minutes < 60:
+        return f"{offset_minute % minutes}/{minutes} * * * *"
+    if minutes == 60:
+        return f"{offset_minute % 60} * * * *"
+    return f"{offset_minute % 60} */{minutes // 60} * * *"
+
+
+def window_containing(moment: datetime, window: timedelta) -> datetime:
+    """The start of the window of length ``window`` (dividing a day) that contains ``moment`` (UTC)."""
+    moment = moment.astimezone(UTC)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight + ((moment - midnight) // window) * window
 
 
 def team_window_key(hour: str, team: str | int) -> str:
@@ -69,10 +93,11 @@ class TeamHour:
 
     team_id: int
     window_start: datetime
+    window: timedelta = WINDOW
 
     @property
     def window_end(self) -> datetime:
-        return self.window_start + WINDOW
+        return self.window_start + self.window
 
     @property
     def hour(self) -> str:
@@ -83,7 +108,7 @@ class TeamHour:
         return team_window_key(self.hour, self.team_id)
 
     @classmethod
-    def parse(cls, partition_key: str) -> TeamHour:
+    def parse(cls, partition_key: str, window: timedelta = WINDOW) -> TeamHour:
         """Parse a ``<hour>|<team>`` key; an invalid team key raises ``InvalidTeamKey`` naming the key.
 
         The team part is validated first: a team key containing ``|`` would otherwise fail later inside
@@ -95,9 +120,9 @@ class TeamHour:
             start = parse_hour_key(hour)
         except ValueError:
             raise ValueError(
-                f"invalid partition key {partition_key!r}: the hour must be YYYY-MM-DD-HH:00"
+                f"invalid partition key {partition_key!r}: the window must be YYYY-MM-DD-HH:MM"
             ) from None
-        return cls(team_id=team_id, window_start=start)
+        return cls(team_id=team_id, window_start=start, window=window)
 
 
 def partition_object_name(asset: str, partition_key: str) -> str:

@@ -2,7 +2,6 @@
 the sensor that refreshes an hour's report whenever one of its team partitions is materialized or fails."""
 
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
 from typing import TypeVar
 
 import dagster as dg
@@ -11,7 +10,7 @@ from pydantic import BaseModel
 from trace_summaries.config import TeamsConfig, load
 from trace_summaries.defs.embedding_requests import run_summary_mode
 from trace_summaries.defs.partition_failures import failed_partitions
-from trace_summaries.defs.partition_sets import HOURS, TEAMS_NAME
+from trace_summaries.defs.partition_sets import HOURS, TEAMS_NAME, WINDOW
 from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.partitions import (
     InvalidTeamKey,
@@ -214,7 +213,7 @@ def _hours_between(first: str, last: str) -> list[str]:
         start, end = parse_hour_key(first), parse_hour_key(last)
     except ValueError:
         return []  # not an hour key: not a run of ours
-    return [hour_key(start + timedelta(hours=n)) for n in range(int((end - start) / timedelta(hours=1)) + 1)]
+    return [hour_key(start + n * WINDOW) for n in range(int((end - start) / WINDOW) + 1)]
 
 
 @dg.sensor(job=hourly_report_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -24,6 +24,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
 from trace_summaries.config import Config
+from trace_summaries.defs.partition_sets import WINDOW
 from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.partitions import InvalidTeamKey, TeamHour, partition_object_name
 from trace_summaries.sample import TeamHourSample, jsonl_lines
@@ -209,7 +210,7 @@ class SummaryEventsIOManager(dg.ConfigurableIOManager):
         windows: dict[str, SummaryWindow] = {}
         for key in context.asset_partition_keys:
             try:
-                partition = TeamHour.parse(key)
+                partition = TeamHour.parse(key, WINDOW)
             except InvalidTeamKey:
                 continue  # nothing is ever written for a key that is not a team
             windows[partition.key] = SummaryWindow(

@@ -1,4 +1,4 @@
-"""The hour x team partitioning, declared once and imported everywhere else.
+"""The time window x team partitioning (hours by default), declared once and imported everywhere else.
 
 The hours start at the configured ``TRACE_SUMMARIES_START_DATE`` (fixed, so a deployment's partition set
 never moves); the teams are a dynamic set kept by ``team_partitions_sensor`` and ``register-teams``.
@@ -7,8 +7,21 @@ never moves); the teams are a dynamic set kept by ``team_partitions_sensor`` and
 import dagster as dg
 
 from trace_summaries.config import ScheduleConfig, load
+from trace_summaries.partitions import HOUR_KEY_FORMAT, window_cron
 
-HOURS = dg.HourlyPartitionsDefinition(start_date=load(ScheduleConfig).start_date, timezone="UTC")
+_SCHEDULE = load(ScheduleConfig)
+# The time windows (an hour by default, TRACE_SUMMARIES_WINDOW_MINUTES); the dimension keeps its name "hour".
+WINDOW = _SCHEDULE.window
+HOURS: dg.TimeWindowPartitionsDefinition = (
+    dg.HourlyPartitionsDefinition(start_date=_SCHEDULE.start_date, timezone="UTC")
+    if _SCHEDULE.window_minutes == 60
+    else dg.TimeWindowPartitionsDefinition(
+        cron_schedule=window_cron(_SCHEDULE.window_minutes),
+        start=_SCHEDULE.start_date,
+        fmt=HOUR_KEY_FORMAT,
+        timezone="UTC",
+    )
+)
 TEAMS_NAME = "teams"
 TEAMS = dg.DynamicPartitionsDefinition(name=TEAMS_NAME)
 TEAM_HOUR = dg.MultiPartitionsDefinition({"hour": HOURS, "team": TEAMS})

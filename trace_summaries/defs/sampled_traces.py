@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 
 from trace_summaries.defs.partition_failures import settle_partition_failures
-from trace_summaries.defs.partition_sets import TEAM_HOUR
+from trace_summaries.defs.partition_sets import TEAM_HOUR, WINDOW
 from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.partitions import InvalidTeamKey, TeamHour
 from trace_summaries.sample import SamplingConfig, TeamHourSample, sample_team_hour
@@ -46,7 +46,7 @@ def sampled_traces(
             with clickhouse.session():  # held across the chunk; each partition nests its own session
                 for key in chunk:
                     try:
-                        partition = TeamHour.parse(key)
+                        partition = TeamHour.parse(key, WINDOW)
                         with clickhouse.session() as client:
                             window = (partition.window_start, partition.window_end)
                             samples[key] = sample_team_hour(client, partition.team_id, *window, sampling)

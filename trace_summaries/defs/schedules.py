@@ -10,6 +10,7 @@ from trace_summaries.config import LLMConfig, ScheduleConfig, TeamsConfig, load
 from trace_summaries.defs.jobs import trace_summaries_job
 from trace_summaries.defs.partition_sets import TEAMS_NAME
 from trace_summaries.defs.resources import ClickHouseResource
+from trace_summaries.partitions import window_cron
 from trace_summaries.scheduling.run_plan import RunDefaults, last_complete_hour, plan_scheduled_runs
 from trace_summaries.scheduling.team_overrides import load_team_overrides
 from trace_summaries.scheduling.team_set import discover_teams, scheduled_teams
@@ -23,7 +24,8 @@ load_team_overrides(load(ScheduleConfig).team_overrides)
 
 @dg.schedule(
     name="hourly_trace_summaries_schedule",
-    cron_schedule=f"{load(ScheduleConfig).schedule_minute} * * * *",
+    # Every window (an hour by default), at TRACE_SUMMARIES_SCHEDULE_MINUTE into it (modulo a shorter window).
+    cron_schedule=window_cron(load(ScheduleConfig).window_minutes, load(ScheduleConfig).schedule_minute),
     execution_timezone="UTC",
     job=trace_summaries_job,
     default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -43,7 +45,9 @@ def hourly_trace_summaries_schedule(
     missing = sorted(wanted - set(partitions))
     if missing:
         context.log.warning(f"teams not yet registered as partitions (the team sensor adds them): {missing}")
-    hour = last_complete_hour(scheduled_time, timedelta(minutes=schedule.schedule_lateness_minutes))
+    hour = last_complete_hour(
+        scheduled_time, timedelta(minutes=schedule.schedule_lateness_minutes), schedule.window
+    )
     llm = load(LLMConfig)
     defaults = RunDefaults(
         modes=schedule.summary_modes,

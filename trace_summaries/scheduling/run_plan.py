@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from trace_summaries.config import ScheduleMode, SummaryMode
-from trace_summaries.partitions import hour_key, team_window_key
+from trace_summaries.partitions import hour_key, team_window_key, window_containing
 from trace_summaries.scheduling.team_overrides import TeamOverride
 
 
@@ -49,10 +49,12 @@ class PlannedRun:
         return self.first_key if not self.is_range else f"{self.first_key}...{self.teams[-1]}"
 
 
-def last_complete_hour(scheduled_time: datetime, lateness: timedelta) -> datetime:
-    """The newest hour that ended at least ``lateness`` before the tick (events arrive late)."""
-    cutoff = scheduled_time - lateness
-    return cutoff.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+def last_complete_hour(
+    scheduled_time: datetime, lateness: timedelta, window: timedelta = timedelta(hours=1)
+) -> datetime:
+    """The newest window (an hour by default) that ended at least ``lateness`` before the tick (events
+    arrive late)."""
+    return window_containing(scheduled_time - lateness, window) - window
 
 
 def plan_hourly_runs(
