@@ -16,7 +16,7 @@ from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOMan
 from trace_summaries.defs.partition_sets import TEAMS
 from trace_summaries.defs.resources import ClickHouseResource, LLMResource
 from trace_summaries.defs.sampled_traces import sampled_traces
-from trace_summaries.defs.trace_summaries import trace_summaries
+from trace_summaries.defs.trace_summaries import summaries_table, trace_summaries
 from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
 from trace_summaries.summarize import PROMPT_VERSION
@@ -109,7 +109,16 @@ def test_summaries_from_the_llm_are_written_as_events(
     assert meta["llm_latency_p95_s"] >= meta["llm_latency_p50_s"] > 0
     # The fake's repertoire leaves out one item's line_refs now and then: counted as a dropped reference.
     assert meta["line_refs_invalid"] == llm_server.served_shapes()["missing_ref_key"]
-    assert meta["preview"].startswith("### ")
+    # Every summary of the partition in one Markdown table for the UI: one row per trace, by its id.
+    table = meta["summaries"].splitlines()
+    assert table[0].startswith("| window | team | title | first bullet | trace id | provider |")
+    assert len(table) == 2 + TRACES
+    assert all(sum(f"`{trace}`" in row for row in table) == 1 for trace in traces)
+    outputs_for_table: dict[str, Any] = result.output_for_node("trace_summaries")
+    [partition] = outputs_for_table.values()
+    bounded = summaries_table([partition], max_rows=2)
+    assert len(bounded.splitlines()) == 2 + 2 + 2
+    assert bounded.endswith(f"_{TRACES - 2} more summaries not shown (table bounded at 2)._")
 
     outputs: dict[str, Any] = result.output_for_node("trace_summaries")
     [summaries] = outputs.values()

@@ -22,6 +22,7 @@ import openai
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from trace_summaries.cli import main as cli_main
 from trace_summaries.queue.producer import EmbeddingRequestProducer
 from trace_summaries.queue.request import EmbeddingRequest, SummaryDocument, build_embedding_request
 from trace_summaries.store import TraceStore
@@ -343,6 +344,49 @@ def test_sigterm_stops_the_worker_cleanly_after_committing(
     output = log.read_text()
     assert "SIGTERM received" in output and "embedding worker stopped" in output
     assert len(stored(embeddings_store)) == 2
+
+
+def test_exit_when_idle_drains_the_topic_commits_and_exits_by_itself(
+    broker: KafkaBroker, embeddings_store: TraceStore, server: OpenAICompatibleServer, tmp_path: Path
+) -> None:
+    send(broker, summaries(5))
+    log = tmp_path / "idle-worker.log"
+    command = [
+        str(Path(sys.executable).with_name("trace-summaries")),
+        "embedding-worker",
+        "--group-id",
+        "g-idle",
+        "--batch-size",
+        "2",
+        "--batch-timeout",
+        "0.5",
+        "--session-timeout-ms",
+        "6000",
+        "--exit-when-idle",
+        "2",
+    ]
+    worker = _worker_subprocess(command, broker, embeddings_store, server.base_url, log)
+    try:
+        # No signal and no stop from here: the worker has to find the topic idle and leave by itself.
+        assert worker.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    output = log.read_text()
+    assert "exiting (--exit-when-idle)" in output and "embedding worker stopped" in output, output
+    assert [r["document_id"] for r in stored(embeddings_store)] == [f"trace-{i}" for i in range(5)]
+    assert committed_offsets(broker, "g-idle") == 5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "-0.5", "nan", "soon"])
+def test_exit_when_idle_refuses_a_value_that_is_not_a_positive_number(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["embedding-worker", f"--exit-when-idle={value}"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --exit-when-idle:" in error and repr(value) in error, error
 
 
 def test_the_worker_carries_on_after_the_broker_restarts(

@@ -227,16 +227,57 @@ def summary_metadata(results: list[PartitionSummaries]) -> dict[str, Any]:
         "line_refs_invalid": sum(o.line_refs_invalid for o in outcomes),
         "summary_warnings": sum(o.warnings for o in outcomes),
         "leaked_prompt_examples": sum(o.leaked_prompt_examples for o in outcomes),
-        "preview": dg.MetadataValue.md(_preview(results)),
+        "summaries": dg.MetadataValue.md(summaries_table(results)),
         "dagster/row_count": len(generated),
     }
 
 
-def _preview(results: list[PartitionSummaries], limit: int = 3) -> str:
-    lines: list[str] = []
-    for event in [event for result in results for event in result.events][:limit]:
+# The summaries table in a materialization's metadata: every summary up to these bounds (the event log keeps
+# metadata in its own rows; a range of hundreds of partitions must not write megabytes per materialization).
+TABLE_MAX_ROWS = 500
+TABLE_MAX_CHARS = 60_000
+_CELL_CHARS = 120
+
+
+def summaries_table(
+    results: list[PartitionSummaries], max_rows: int = TABLE_MAX_ROWS, max_chars: int = TABLE_MAX_CHARS
+) -> str:
+    """A Markdown table of every summary (partition, title, first bullet, trace id, provider) for a person
+    reading the materialization in the UI; past ``max_rows`` rows or ``max_chars`` characters, a last line
+    says how many summaries were left out."""
+    events = [(result, event) for result in results for event in result.events]
+    if not events:
+        return "_no summaries generated_"
+    lines = [
+        "| window | team | title | first bullet | trace id | provider |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    size = sum(len(line) + 1 for line in lines)
+    shown = 0
+    for result, event in events:
         props = event.properties
-        lines.append(f"### {props.title}\n`{props.trace_id}` ({props.provider}, {props.model})\n")
-        lines += [f"- {bullet.text} ({bullet.line_refs})" for bullet in props.bullets]
-        lines.append("")
-    return "\n".join(lines) or "_no summaries generated_"
+        first = props.bullets[0] if props.bullets else None
+        bullet = f"{first.text} ({first.line_refs})" if first is not None else ""
+        cells = [
+            result.window_start.strftime("%Y-%m-%d %H:%M"),
+            str(result.team_id),
+            props.title,
+            bullet,
+            f"`{props.trace_id}`",
+            f"{props.provider} {props.model}".strip(),
+        ]
+        line = "| " + " | ".join(_cell(cell) for cell in cells) + " |"
+        if shown == max_rows or size + len(line) + 1 > max_chars:
+            break
+        lines.append(line)
+        size += len(line) + 1
+        shown += 1
+    if shown < len(events):
+        lines.append(f"\n_{len(events) - shown} more summaries not shown (table bounded at {shown})._")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """One table cell: on one line, pipes escaped, at most ``_CELL_CHARS`` characters."""
+    flat = " ".join(str(text).split()).replace("|", "\\|")
+    return flat if len(flat) <= _CELL_CHARS else flat[: _CELL_CHARS - 1] + "…"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -67,10 +68,29 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         help="consumer group session timeout; how long a crashed worker holds its partitions "
         "(librdkafka default: 45000)",
     )
+    parser.add_argument(
+        "--exit-when-idle",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="exit 0 once no message came for SECONDS (counted from the last message, or from getting the "
+        "partitions), after committing what was stored; for scripts, tests and cron-style runs",
+    )
+
+
+def _positive_seconds(value: str) -> float:
+    """argparse type: a finite number of seconds > 0 (argparse names the option in its error)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    """Runs until SIGTERM or SIGINT; the batch in hand is stored and committed before exiting."""
+    """Runs until SIGTERM or SIGINT (or, with ``--exit-when-idle``, until the topic is idle that long);
+    the batch in hand is stored and committed before exiting."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     kafka = load(KafkaConfig)
     kafka_config = kafka.client_config()
@@ -100,7 +120,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        worker.run(stop)
+        worker.run(stop, exit_when_idle_s=args.exit_when_idle)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

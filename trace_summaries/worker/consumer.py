@@ -130,22 +130,47 @@ class EmbeddingWorker:
         }
         self._consumer: Consumer | None = None
         self._table_ready = False
+        # When the worker was last busy: partitions assigned, a message received or a batch handled.
+        # None while it holds no assignment (joining the group, or in a rebalance): that is not idleness.
+        self._idle_since: float | None = None
 
     def _client(self) -> Consumer:
         if self._consumer is None:
             self._consumer = Consumer(self._config)
-            self._consumer.subscribe([self.topic])
+            self._consumer.subscribe(
+                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+            )
         return self._consumer
 
-    def run(self, stop_event: threading.Event) -> None:
-        """Processes batches until ``stop_event`` is set; the batch in hand is finished first."""
+    # Called from within consume(); not assigning here lets the client assign the partitions as given.
+    def _on_assign(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        self._idle_since = time.monotonic()
+
+    def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        self._idle_since = None
+
+    def idle_seconds(self) -> float:
+        """How long the worker's polls have received no message while it held its assignment (0 without)."""
+        return 0.0 if self._idle_since is None else time.monotonic() - self._idle_since
+
+    def run(self, stop_event: threading.Event, *, exit_when_idle_s: float | None = None) -> None:
+        """Processes batches until ``stop_event`` is set; the batch in hand is finished first.
+
+        With ``exit_when_idle_s``, also returns once the worker's polls received no message for that long
+        (counted from the last message, or from getting its partitions): everything stored is committed.
+        """
+        if exit_when_idle_s is not None and not exit_when_idle_s > 0:
+            raise ValueError(f"exit_when_idle_s must be > 0, got {exit_when_idle_s}")
         backoff = _RETRY_BACKOFF_S[0]
         logger.info("embedding worker consuming %s as %s", self.topic, self.group_id)
         try:
             while not stop_event.is_set():
-                report = self.run_once(stop_event)
+                report = self.run_once(stop_event, exit_when_idle_s=exit_when_idle_s)
                 if report.error is None:
                     backoff = _RETRY_BACKOFF_S[0]
+                    if exit_when_idle_s is not None and self.idle_seconds() >= exit_when_idle_s:
+                        logger.info("no message for %.1fs: exiting (--exit-when-idle)", self.idle_seconds())
+                        break
                     continue
                 logger.warning("batch not stored (%s); retrying in %.0fs", report.error, backoff)
                 stop_event.wait(backoff)  # a retry delay that a stop request cuts short
@@ -154,20 +179,28 @@ class EmbeddingWorker:
             self.close()
         logger.info("embedding worker stopped")
 
-    def run_once(self, stop_event: threading.Event | None = None) -> BatchReport:
-        """Reads one batch, stores it and commits it (or rewinds it when it could not be stored)."""
+    def run_once(
+        self, stop_event: threading.Event | None = None, *, exit_when_idle_s: float | None = None
+    ) -> BatchReport:
+        """Reads one batch, stores it and commits it (or rewinds it when it could not be stored).
+
+        With ``exit_when_idle_s``, an empty batch ends as soon as the worker has been idle that long,
+        rather than at the batch timeout.
+        """
         consumer = self._client()
-        messages = self._consume_batch(consumer, stop_event)
+        messages = self._consume_batch(consumer, stop_event, exit_when_idle_s)
         if not messages:
             return BatchReport()
         try:
             report = self.process_batch(messages)
         except (EmbeddingUnavailable, _StoreUnavailable) as exc:
             self._rewind(consumer, messages)
+            self._busy()
             return BatchReport(consumed=len(messages), error=str(exc))
         if self._after_store is not None:
             self._after_store(report)
         committed = self._commit(consumer, messages)
+        self._busy()  # embedding and storing took time, but the worker was not idle then
         logger.info(
             "batch of %d: %d embeddings stored, %d skipped, %s",
             report.consumed,
@@ -197,7 +230,13 @@ class EmbeddingWorker:
             raise _StoreUnavailable(f"store: {type(exc).__name__}: {exc}") from exc
         return BatchReport(consumed=len(messages), stored=stored, skipped=skipped)
 
-    def _consume_batch(self, consumer: Consumer, stop_event: threading.Event | None) -> list[Message]:
+    def _busy(self) -> None:
+        if self._idle_since is not None:
+            self._idle_since = time.monotonic()
+
+    def _consume_batch(
+        self, consumer: Consumer, stop_event: threading.Event | None, exit_when_idle_s: float | None = None
+    ) -> list[Message]:
         batch: list[Message] = []
         deadline = time.monotonic() + self.batch_timeout_s
         while len(batch) < self.batch_size and not (stop_event is not None and stop_event.is_set()):
@@ -208,8 +247,11 @@ class EmbeddingWorker:
                 error = message.error()
                 if error is None:
                     batch.append(message)
+                    self._busy()
                 elif error.code() != KafkaError._PARTITION_EOF:
                     logger.warning("Kafka consumer error: %s", error.str())
+            if not batch and exit_when_idle_s is not None and self.idle_seconds() >= exit_when_idle_s:
+                break
         return batch
 
     def _documents(self, messages: Iterable[Message]) -> tuple[list[_Document], int]:
