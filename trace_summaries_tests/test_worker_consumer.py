@@ -310,22 +310,28 @@ def test_a_crash_between_store_and_commit_leaves_no_duplicate_after_restart(
     assert [r["document_id"] for r in stored(embeddings_store)] == ["trace-0", "trace-1", "trace-2"]
 
 
-def test_sigterm_stops_the_worker_cleanly_after_committing(
-    broker: KafkaBroker, embeddings_store: TraceStore, server: OpenAICompatibleServer, tmp_path: Path
-) -> None:
-    log = tmp_path / "worker.log"
-    command = [
+def worker_command(group_id: str, *extra: str) -> list[str]:
+    """``trace-summaries embedding-worker`` as an operator starts it: small batches, a short session."""
+    return [
         str(Path(sys.executable).with_name("trace-summaries")),
         "embedding-worker",
         "--group-id",
-        "g-cli",
+        group_id,
         "--batch-size",
         "2",
         "--batch-timeout",
         "0.5",
         "--session-timeout-ms",
         "6000",
+        *extra,
     ]
+
+
+def test_sigterm_stops_the_worker_cleanly_after_committing(
+    broker: KafkaBroker, embeddings_store: TraceStore, server: OpenAICompatibleServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    command = worker_command("g-cli")
     worker = _worker_subprocess(command, broker, embeddings_store, server.base_url, log)
     try:
         send(broker, summaries(2))
@@ -351,20 +357,7 @@ def test_exit_when_idle_drains_the_topic_commits_and_exits_by_itself(
 ) -> None:
     send(broker, summaries(5))
     log = tmp_path / "idle-worker.log"
-    command = [
-        str(Path(sys.executable).with_name("trace-summaries")),
-        "embedding-worker",
-        "--group-id",
-        "g-idle",
-        "--batch-size",
-        "2",
-        "--batch-timeout",
-        "0.5",
-        "--session-timeout-ms",
-        "6000",
-        "--exit-when-idle",
-        "2",
-    ]
+    command = worker_command("g-idle", "--exit-when-idle", "2")
     worker = _worker_subprocess(command, broker, embeddings_store, server.base_url, log)
     try:
         # No signal and no stop from here: the worker has to find the topic idle and leave by itself.
