@@ -44,8 +44,10 @@ seed: install $(DAGSTER_HOME)/dagster.yaml
 		--traces-per-hour $(DEMO_TRACES_PER_HOUR) $(if $(DEMO_START),--start $(DEMO_START))
 	$(BIN)/trace-summaries register-teams $$(seq -s, 1 $(DEMO_TEAMS))
 
-# A local Kafka-protocol broker (noida-db) for embedding requests, unless KAFKA_BOOTSTRAP_SERVERS is set;
-# it stops with the UI.
+# A local Kafka-protocol broker (noida-db) for embedding requests, unless KAFKA_BOOTSTRAP_SERVERS is set,
+# and the embedding worker that consumes them into `document_embeddings` (the local embedding model unless
+# OPENAI_API_KEY or TRACE_SUMMARIES_EMBEDDING_MODELS says otherwise; its log: $(DATA)/embedding-worker.log);
+# both stop with the UI.
 KAFKA_PORT ?= 19092
 ALLOWED_TEAMS ?= $(shell seq -s, 1 $(DEMO_TEAMS))
 
@@ -63,17 +65,18 @@ $(START_DATE_FILE):
 	date -u -d '7 days ago' +%Y-%m-%d > $@
 
 dev: $(START_DATE_FILE) seed $(if $(and $(filter local,$(LLM)),$(filter qwen05b,$(LLM_MODEL))),models-large)
-	@if [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then \
+	@pids=; trap 'kill $$pids 2>/dev/null' EXIT INT TERM; \
+	if [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then \
 		mkdir -p $(DATA)/kafka; \
 		$(BIN)/noida-db start --data-dir $(DATA)/kafka --only kafka --kafka-port $(KAFKA_PORT) \
-			> $(DATA)/kafka.log 2>&1 & broker=$$!; \
-		trap 'kill $$broker 2>/dev/null' EXIT INT TERM; \
+			> $(DATA)/kafka.log 2>&1 & pids="$$pids $$!"; \
 		export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT); \
 	fi; \
+	$(BIN)/trace-summaries embedding-worker > $(DATA)/embedding-worker.log 2>&1 & pids="$$pids $$!"; \
 	if [ "$(LLM)" = local ]; then \
 		PYTHONPATH=$(CURDIR) $(BIN)/python -m trace_summaries_harness.llama_server --model $(LLM_MODEL) \
 			--port $(LLM_PORT) --cache-dir $(DATA)/models > $(DATA)/llama-server.log 2>&1 & llm=$$!; \
-		trap 'kill $$llm $${broker-} 2>/dev/null' EXIT INT TERM; \
+		pids="$$pids $$llm"; \
 		llm_env=$$(PYTHONPATH=$(CURDIR) $(BIN)/python -m trace_summaries_harness.llama_server \
 			--await-port $(LLM_PORT) --pid $$llm --log $(DATA)/llama-server.log) || exit 1; \
 		eval "$$llm_env"; unset OPENAI_API_KEY; \

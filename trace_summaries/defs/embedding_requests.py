@@ -6,10 +6,11 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from trace_summaries.config import embedding_models
 from trace_summaries.defs.partition_sets import TEAM_HOUR
 from trace_summaries.defs.resources import KafkaResource
 from trace_summaries.defs.trace_summaries import TraceSummariesConfig
-from trace_summaries.queue import DEFAULT_EMBEDDING_MODELS, build_embedding_request
+from trace_summaries.queue import build_embedding_request
 from trace_summaries.queue.summary_documents import summary_documents
 from trace_summaries.write.event import SummaryEvent
 
@@ -17,7 +18,9 @@ SUMMARIES_NODE = "trace_summaries"
 
 
 class EmbeddingRequestsConfig(dg.Config):
-    models: list[str] = Field(default_factory=lambda: list(DEFAULT_EMBEDDING_MODELS))
+    # Unset: the configured models (`TRACE_SUMMARIES_EMBEDDING_MODELS`; else the local model, or the API one
+    # when `OPENAI_API_KEY` is set), resolved when the run starts.
+    models: list[str] | None = None
     # Which stored summaries to queue when `trace_summaries` is not part of the run (a re-send of what is
     # already written): one mode, or None for every mode stored. A run that summarizes queues its own mode.
     mode: str | None = Field(default=None, pattern="^(minimal|detailed)$")
@@ -51,8 +54,9 @@ def embedding_requests(
     `trace_summaries` step summarized in); a failed send never fails the summaries (they are already
     written) and a re-materialization re-sends with the same keys."""
     mode = _mode_to_queue(context, config)
+    models = config.models or list(embedding_models())
     requests = [
-        build_embedding_request(document, models=config.models)
+        build_embedding_request(document, models=models)
         for events in trace_summaries.values()
         for document in summary_documents(events, mode)
     ]
@@ -60,6 +64,7 @@ def embedding_requests(
         "embedding_requests": len(requests),
         "topic": kafka.topic,
         "mode": mode or "all stored modes",
+        "embedding_models": ", ".join(models),
     }
     if not kafka.configured:
         context.log.warning("KAFKA_BOOTSTRAP_SERVERS is not set: embedding requests were not sent")

@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, field_validator, model_validator
 
+from trace_summaries.config import embedding_models
 from trace_summaries.defs.jobs import max_runtime_tags
 from trace_summaries.defs.resources import ClickHouseResource, KafkaResource, LLMResource
 from trace_summaries.defs.sampled_traces import sampling_metadata
@@ -24,7 +25,7 @@ from trace_summaries.defs.trace_summaries import (
     summary_metadata,
     systemic_failure_message,
 )
-from trace_summaries.queue import DEFAULT_EMBEDDING_MODELS, build_embedding_request
+from trace_summaries.queue import build_embedding_request
 from trace_summaries.queue.summary_documents import summary_document
 from trace_summaries.sample import SamplingConfig, sample_team_hour
 from trace_summaries.write.rows import replace_partitions
@@ -101,10 +102,8 @@ def summarize_window(
         )
     with clickhouse.session() as client:
         metadata["events_written"] = replace_partitions(client, [summaries])
-    requests = [
-        build_embedding_request(summary_document(event), models=list(DEFAULT_EMBEDDING_MODELS))
-        for event in summaries.events
-    ]
+    models = list(embedding_models())
+    requests = [build_embedding_request(summary_document(event), models=models) for event in summaries.events]
     metadata["embedding_requests"] = len(requests)
     if not kafka.configured:
         context.log.warning("KAFKA_BOOTSTRAP_SERVERS is not set: embedding requests were not sent")

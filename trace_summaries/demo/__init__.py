@@ -5,7 +5,12 @@ that are not stored yet. ``trace-summaries seed`` (``command.py``) is the comman
 """
 
 from trace_summaries.demo.hours import default_demo_hours, hour_range, parse_hour
-from trace_summaries.demo.traces import DEFAULT_OVERSIZED_FRACTION, TRACE_KINDS, generate_hour
+from trace_summaries.demo.traces import (
+    DEFAULT_OVERSIZED_FRACTION,
+    TRACE_KINDS,
+    generate_hour,
+    hour_trace_kinds,
+)
 from trace_summaries.demo.writer import (
     DEFAULT_SEED,
     NEIGHBOUR_TEAM_OFFSET,
@@ -24,6 +29,7 @@ __all__ = [
     "default_demo_hours",
     "generate_hour",
     "hour_range",
+    "hour_trace_kinds",
     "neighbour_team",
     "parse_hour",
     "seed_store",

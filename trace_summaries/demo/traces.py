@@ -596,6 +596,46 @@ def generate_hour(
     The result depends only on the arguments: same arguments, same events, in any process. Callers must
     not mutate the returned properties: generations of a trace share message dicts.
     """
+    return _generate_hour(
+        team_id,
+        hour_start,
+        traces_per_hour,
+        seed,
+        oversized_fraction=oversized_fraction,
+        include_non_ai=include_non_ai,
+    )[0]
+
+
+def hour_trace_kinds(
+    team_id: int,
+    hour_start: datetime,
+    traces_per_hour: int,
+    seed: int,
+    *,
+    oversized_fraction: float = DEFAULT_OVERSIZED_FRACTION,
+) -> dict[str, str]:
+    """What the seeder knows of the chunk ``generate_hour`` returns for the same arguments: each trace id's
+    kind (one of ``TRACE_KINDS``, e.g. ``support_agent``), the ground truth for search and clustering
+    figures."""
+    return _generate_hour(
+        team_id,
+        hour_start,
+        traces_per_hour,
+        seed,
+        oversized_fraction=oversized_fraction,
+        include_non_ai=False,
+    )[1]
+
+
+def _generate_hour(
+    team_id: int,
+    hour_start: datetime,
+    traces_per_hour: int,
+    seed: int,
+    *,
+    oversized_fraction: float,
+    include_non_ai: bool,
+) -> tuple[list[Event], dict[str, str]]:
     hour = require_hour(hour_start)
     if traces_per_hour < 0:
         raise ValueError(f"traces_per_hour must be >= 0, got {traces_per_hour}")
@@ -612,13 +652,15 @@ def generate_hour(
 
     staged: list[tuple[datetime, str, dict[str, Any], str]] = []
     trace_ids: list[str] = []
-    for index, (_, kind, scenario) in enumerate(plan):
+    kinds: dict[str, str] = {}
+    for index, (kind_name, kind, scenario) in enumerate(plan):
         trace_rng = random.Random(rng.getrandbits(64))
         user = trace_rng.choice(users)
         # Most SDK users set a session id; the same user keeps the same session within the hour.
         session = sessions.setdefault(user, random_uuid4(trace_rng)) if trace_rng.random() < 0.8 else None
         builder = _TraceBuilder(trace_rng, random_uuid4(trace_rng), session)
         trace_ids.append(builder.trace_id)
+        kinds[builder.trace_id] = kind_name
         outcome = kind(builder, scenario)
         _finish_trace(builder, outcome, with_trace_event=index in with_trace_event)
 
@@ -641,7 +683,7 @@ def generate_hour(
 
     staged.sort(key=lambda row: row[0])
     uuids = event_uuids(seed, team_id, hour, len(staged))
-    return [
+    events = [
         {
             "uuid": uuid,
             "event": event,
@@ -652,6 +694,7 @@ def generate_hour(
         }
         for uuid, (timestamp, event, properties, distinct_id) in zip(uuids, staged, strict=True)
     ]
+    return events, kinds
 
 
 def _finish_trace(b: _TraceBuilder, outcome: TraceOutcome, *, with_trace_event: bool) -> None:

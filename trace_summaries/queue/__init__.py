@@ -7,7 +7,6 @@ turns requests into vectors runs in its own process (``trace_summaries.worker``)
 
 from trace_summaries.queue.producer import EmbeddingRequestProducer, SendReport
 from trace_summaries.queue.request import (
-    DEFAULT_EMBEDDING_MODELS,
     PRODUCT,
     EmbeddingRequest,
     SummaryDocument,
@@ -18,7 +17,6 @@ from trace_summaries.queue.request import (
 )
 
 __all__ = [
-    "DEFAULT_EMBEDDING_MODELS",
     "PRODUCT",
     "EmbeddingRequest",
     "EmbeddingRequestProducer",

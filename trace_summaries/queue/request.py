@@ -13,8 +13,9 @@ from datetime import UTC
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_serializer
 
+from trace_summaries.config import embedding_models
+
 PRODUCT = "llm-analytics"
-DEFAULT_EMBEDDING_MODELS: tuple[str, ...] = ("text-embedding-3-large-3072",)
 _DOCUMENT_TYPE_PREFIX = "llm-trace-summary-"
 
 
@@ -92,10 +93,13 @@ def embedding_content(doc: SummaryDocument) -> str:
 def build_embedding_request(
     doc: SummaryDocument,
     *,
-    models: Sequence[str] = DEFAULT_EMBEDDING_MODELS,
+    models: Sequence[str] | None = None,
     metadata: Mapping[str, JsonValue] | None = None,
 ) -> EmbeddingRequest:
-    """One request per summary; ``rendering`` is the batch run so each run's embeddings stay apart."""
+    """One request per summary; ``rendering`` is the batch run so each run's embeddings stay apart.
+
+    ``models`` unset: the configured ones (``config.embedding_models``: the local model unless an API key or
+    ``TRACE_SUMMARIES_EMBEDDING_MODELS`` says otherwise)."""
     return EmbeddingRequest(
         team_id=doc.team_id,
         product=PRODUCT,
@@ -104,7 +108,7 @@ def build_embedding_request(
         document_id=doc.trace_id,
         timestamp=doc.timestamp,
         content=embedding_content(doc),
-        models=list(models),
+        models=list(embedding_models() if models is None else models),
         metadata=dict(metadata or {}),
     )
 

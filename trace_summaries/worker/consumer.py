@@ -27,6 +27,7 @@ from typing import Any
 
 import pydantic
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import ConfigDict, field_validator
 
 from trace_summaries.config import DEFAULT_EMBEDDING_REQUESTS_TOPIC
@@ -49,6 +50,30 @@ DEFAULT_BATCH_TIMEOUT_S = 10.0
 # consume() does not return for signals; polling in short slices keeps SIGTERM handling prompt.
 _POLL_SLICE_S = 0.5
 _RETRY_BACKOFF_S = (1.0, 60.0)  # first and maximum wait after an unavailable endpoint or store
+
+
+def ensure_topic(kafka_config: Mapping[str, Any], topic: str, *, timeout_s: float = 10.0) -> bool:
+    """Creates ``topic`` (one partition) when the broker does not have it; True if it was created.
+
+    A consumer subscribed to a topic that does not exist yet only notices it at its next metadata refresh
+    (librdkafka: every 5 minutes), so a worker started before the first summary was queued, as `make dev`
+    starts it, would sit idle that long. Best effort: a broker that refuses (no rights, auto-creation
+    managed elsewhere) is logged and the worker subscribes anyway.
+    """
+    admin = AdminClient(dict(kafka_config))
+    try:
+        if topic in admin.list_topics(timeout=timeout_s).topics:
+            return False
+        for future in admin.create_topics([NewTopic(topic, num_partitions=1)]).values():
+            future.result(timeout=timeout_s)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        logger.warning("topic %s is missing and could not be created: %s", topic, exc)
+        return False
+    logger.info("created topic %s (1 partition)", topic)
+    return True
 
 
 class ReceivedEmbeddingRequest(EmbeddingRequest):

@@ -38,8 +38,11 @@ class EmbeddingUnavailable(Exception):
 
 
 class Embedder(Protocol):
-    def embed(self, model: EmbeddingModel, texts: Sequence[str]) -> list[list[float]]:
-        """One vector per text, in order; raises ``EmbeddingRejected`` or ``EmbeddingUnavailable``."""
+    def embed(self, model: EmbeddingModel, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
+        """One vector per text, in order; raises ``EmbeddingRejected`` or ``EmbeddingUnavailable``.
+
+        ``query``: the texts are search queries, not documents (models trained with prefixes, like e5,
+        embed the two differently; API models ignore it)."""
         ...
 
 
@@ -70,7 +73,7 @@ class OpenAIEmbedder:
         )
         return cls(client)
 
-    def embed(self, model: EmbeddingModel, texts: Sequence[str]) -> list[list[float]]:
+    def embed(self, model: EmbeddingModel, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
         inputs = [cut_to_token_limit(text, model.max_input_tokens) for text in texts]
         vectors: list[list[float]] = []
         for chunk in self._chunks(inputs):

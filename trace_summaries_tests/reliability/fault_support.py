@@ -37,6 +37,7 @@ from trace_summaries.queue.request import document_type_for_mode
 from trace_summaries.store import TraceStore
 from trace_summaries.worker.consumer import EmbeddingWorker
 from trace_summaries.worker.embedder import OpenAIEmbedder
+from trace_summaries.worker.embedders import EmbedderByModel
 from trace_summaries.write.event import batch_run_id, summary_event_uuid
 from trace_summaries_harness.clickhouse_http import ClickHouseHTTPServer, clickhouse_http_server
 from trace_summaries_harness.dagster_cli import PROJECT, materialize_command
@@ -466,8 +467,11 @@ def embedding_worker(
     group_id: str,
     **options: Any,
 ) -> EmbeddingWorker:
-    embedder = OpenAIEmbedder(
-        openai.OpenAI(base_url=embeddings_base_url, api_key=TEST_API_KEY, max_retries=0, timeout=10)
+    # The production routing: the local model (the default with no key) in process, API models at the server.
+    embedder = EmbedderByModel(
+        api=lambda: OpenAIEmbedder(
+            openai.OpenAI(base_url=embeddings_base_url, api_key=TEST_API_KEY, max_retries=0, timeout=10)
+        )
     )
     consumer_config = {**TEST_CONSUMER_CONFIG, "reconnect.backoff.max.ms": 500, **options.pop("consumer", {})}
     return EmbeddingWorker(

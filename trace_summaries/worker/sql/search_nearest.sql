@@ -15,6 +15,7 @@ WHERE team_id = {team_id:Int64}
   AND model_name = {model_name:String}
   AND startsWith(document_type, {document_type_prefix:String})
   AND ({document_type:String} = '' OR document_type = {document_type:String})
+  AND timestamp >= {since:DateTime64(3, 'UTC')}
 ORDER BY distance ASC, document_id ASC
 LIMIT 1 BY document_id
 LIMIT {limit:UInt32}
