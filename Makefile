@@ -6,7 +6,7 @@ DATA ?= $(CURDIR)/.data
 export DAGSTER_HOME ?= $(DATA)/dagster_home
 export TRACE_SUMMARIES_DATA_DIR ?= $(DATA)
 DEMO_TEAMS ?= 3
-DEMO_HOURS ?= 6
+DEMO_HOURS ?= 48
 DEMO_TRACES_PER_HOUR ?= 20
 # Empty: the last DEMO_HOURS complete hours. Set (e.g. 2026-11-20T09:00) to seed a fixed range.
 DEMO_START ?=

@@ -40,7 +40,7 @@ def make(target: str, data: Path, port: int, **extra: str) -> list[str]:
         "PORT": str(port),
         "DEMO_TEAMS": "3",
         "DEMO_HOURS": "2",
-        "DEMO_TRACES_PER_HOUR": "4",
+        "DEMO_TRACES_PER_HOUR": "12",
         # A fixed range: "the last hours" would move if the clock crossed an hour between the two seeds.
         "DEMO_START": DEMO_START,
         "KAFKA_PORT": str(free_port()),
@@ -127,21 +127,26 @@ def test_make_dev_serves_the_asset_graph_with_team_partitions(make_dev: tuple[st
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     assert demo_event_count(data) == seeded
 
-    # Materializing one partition, as the UI's launchpad does, ends in `document_embeddings` with no key:
-    # the worker `make dev` started beside the UI embeds with the local model.
-    hour_key = datetime.fromisoformat(DEMO_START).strftime("%Y-%m-%d-%H:%M")
-    run_id = launch_run(url, "trace_summaries_job", {"dagster/partition": f"{hour_key}|1"})
+    # Materializing partitions, as the UI's launchpad does, ends in `document_embeddings` with no key: the
+    # worker `make dev` started beside the UI embeds with the local model.
+    hours = [datetime.fromisoformat(DEMO_START).replace(tzinfo=UTC) + timedelta(hours=h) for h in range(2)]
+    run_ids = [
+        launch_run(url, "trace_summaries_job", {"dagster/partition": f"{hour:%Y-%m-%d-%H:%M}|1"})
+        for hour in hours
+    ]
     wait_until(
-        lambda: run_status(url, run_id) in RUN_DONE,
+        lambda: all(run_status(url, run_id) in RUN_DONE for run_id in run_ids),
         timeout_s=300,
-        what="the materialization",
+        what="the materializations",
         interval_s=1.0,
     )
-    assert run_status(url, run_id) == "SUCCESS"
+    assert [run_status(url, run_id) for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
+    summarized = summary_count(data)
+    assert summarized >= 20  # enough for clusters
     worker_log = data / "embedding-worker.log"
     wait_until(
-        lambda: embedded_documents(data) > 0,
-        timeout_s=120,
+        lambda: embedded_documents(data) == summarized,
+        timeout_s=240,
         what="embeddings from the make dev worker",
         interval_s=1.0,
         log=worker_log.read_text,
@@ -162,8 +167,22 @@ def test_make_dev_serves_the_asset_graph_with_team_partitions(make_dev: tuple[st
     )
     assert search.returncode == 0, search.stderr[-2000:]
     hits = json.loads(search.stdout)
-    assert hits and all(hit["window_start"].startswith(DEMO_START) for hit in hits), hits
+    assert hits and {hit["window_start"] for hit in hits} <= {hour.isoformat() for hour in hours}
     assert embedded_models(data) == {"multilingual-e5-small-384"}
+
+    # A day of clusters, offline: the plot and the table with names in the materialization's metadata.
+    day = hours[-1].date().isoformat()
+    clusters_run = launch_run(url, "trace_clusters_job", {"dagster/partition": f"{day}|1"})
+    wait_until(
+        lambda: run_status(url, clusters_run) in RUN_DONE, timeout_s=300, what="the clusters", interval_s=1.0
+    )
+    assert run_status(url, clusters_run) == "SUCCESS"
+    shown = latest_metadata(url, "trace_clusters")
+    assert shown["plot"].startswith("![clusters](data:image/png;base64,")
+    table = shown["table"].splitlines()
+    assert table[0].startswith("| id | name | size |") and len(table) >= 3, shown["table"]
+    names = [row.split("|")[2].strip() for row in table[2:]]
+    assert all(names), table
 
 
 def graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -202,6 +221,36 @@ def run_status(url: str, run_id: str) -> str:
     response.raise_for_status()
     [run] = response.json()["data"]["runsOrError"]["results"]
     return str(run["status"])
+
+
+ASSET_METADATA_QUERY = """
+query Latest($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset {
+      assetMaterializations(limit: 1) {
+        metadataEntries { label ... on MarkdownMetadataEntry { mdStr } }
+      }
+    }
+  }
+}
+"""
+
+
+def latest_metadata(url: str, asset: str) -> dict[str, str]:
+    """The Markdown metadata of the asset's latest materialization, as the UI shows it."""
+    [materialization] = graphql(url, ASSET_METADATA_QUERY, {"path": [asset]})["assetOrError"][
+        "assetMaterializations"
+    ]
+    return {
+        entry["label"]: entry["mdStr"] for entry in materialization["metadataEntries"] if "mdStr" in entry
+    }
+
+
+def summary_count(data: Path) -> int:
+    with TraceStore(f"chdb://{data / 'clickhouse'}").session() as client:
+        return int(
+            client.command("SELECT count() FROM events WHERE event = '$ai_trace_summary' AND team_id = 1")
+        )
 
 
 def embedded_documents(data: Path) -> int:

@@ -25,3 +25,7 @@ HOURS: dg.TimeWindowPartitionsDefinition = (
 TEAMS_NAME = "teams"
 TEAMS = dg.DynamicPartitionsDefinition(name=TEAMS_NAME)
 TEAM_HOUR = dg.MultiPartitionsDefinition({"hour": HOURS, "team": TEAMS})
+# Days for the daily clusters, from the same start; the current day is a partition already (end_offset=1), so
+# a day can be clustered by hand before it ends (the schedule clusters yesterday).
+DAYS = dg.DailyPartitionsDefinition(start_date=_SCHEDULE.start_date[:10], timezone="UTC", end_offset=1)
+TEAM_DAY = dg.MultiPartitionsDefinition({"day": DAYS, "team": TEAMS})

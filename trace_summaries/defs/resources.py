@@ -73,10 +73,11 @@ class LLMResource(dg.ConfigurableResource):
         tokens = context_tokens(name, override=self.context_tokens, reported=reported)
         return ContextWindow(tokens=tokens, reported_by_endpoint=reported is not None)
 
-    def summarizer(
-        self, *, model: str | None, max_attempts: int | None, bounded_output: bool = False
-    ) -> Summarizer:
-        settings = LLMSettings(
+    def settings(
+        self, *, model: str | None = None, max_attempts: int | None = None, bounded_output: bool = False
+    ) -> LLMSettings:
+        """The endpoint and its budget, for the summarizer and for anything else that asks the LLM."""
+        return LLMSettings(
             api_key=self.api_key,
             base_url=self.base_url,
             model=model or self.model,
@@ -88,7 +89,13 @@ class LLMResource(dg.ConfigurableResource):
             reasoning_effort=self.reasoning_effort,
             bounded_output=bounded_output,
         )
-        return make_summarizer(settings)
+
+    def summarizer(
+        self, *, model: str | None, max_attempts: int | None, bounded_output: bool = False
+    ) -> Summarizer:
+        return make_summarizer(
+            self.settings(model=model, max_attempts=max_attempts, bounded_output=bounded_output)
+        )
 
 
 class KafkaResource(dg.ConfigurableResource):

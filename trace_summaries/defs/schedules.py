@@ -22,6 +22,16 @@ MODE_TAG = "trace_summaries/mode"
 load_team_overrides(load(ScheduleConfig).team_overrides)
 
 
+def wanted_teams(context: dg.ScheduleEvaluationContext, clickhouse: ClickHouseResource) -> set[str]:
+    """The team keys a tick schedules: the allowlist, plus (discovery on) teams with recent `$ai_*` events."""
+    team_config = load(TeamsConfig)
+    discovered: list[int] = []
+    if team_config.discover_teams:
+        with clickhouse.session() as client:
+            discovered = discover_teams(client, context.scheduled_execution_time)
+    return {str(team) for team in scheduled_teams(team_config, discovered)}
+
+
 @dg.schedule(
     name="hourly_trace_summaries_schedule",
     # Every window (an hour by default), at TRACE_SUMMARIES_SCHEDULE_MINUTE into it (modulo a shorter window).
@@ -34,13 +44,8 @@ def hourly_trace_summaries_schedule(
     context: dg.ScheduleEvaluationContext, clickhouse: ClickHouseResource
 ) -> dg.SkipReason | list[dg.RunRequest]:
     schedule = load(ScheduleConfig)
-    team_config = load(TeamsConfig)
     scheduled_time = context.scheduled_execution_time
-    discovered: list[int] = []
-    if team_config.discover_teams:
-        with clickhouse.session() as client:
-            discovered = discover_teams(client, scheduled_time)
-    wanted = {str(team) for team in scheduled_teams(team_config, discovered)}
+    wanted = wanted_teams(context, clickhouse)
     partitions = context.instance.get_dynamic_partitions(TEAMS_NAME)
     missing = sorted(wanted - set(partitions))
     if missing:

@@ -9,6 +9,7 @@ the same key: downstream deduplication (ReplacingMergeTree on the worker side) r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_serializer
@@ -88,6 +89,33 @@ def embedding_content(doc: SummaryDocument) -> str:
     if notes := _bullet_list(doc.notes):
         parts.append(f"\nInteresting Notes:\n{notes}")
     return "\n".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedContent:
+    """What ``embedding_content`` wrote, read back from a stored row: its title and its two lists."""
+
+    title: str
+    bullets: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+_SECTIONS = {"Summary:": "bullets", "Interesting Notes:": "notes", "Flow:": "flow"}
+
+
+def parse_embedding_content(content: str) -> EmbeddedContent:
+    """The inverse of ``embedding_content`` for the parts a reader needs (the flow diagram is skipped)."""
+    title = ""
+    lists: dict[str, list[str]] = {"bullets": [], "notes": [], "flow": []}
+    section: str | None = None
+    for line in content.splitlines():
+        if section is None and line.startswith("Title: ") and not title:
+            title = line.removeprefix("Title: ").strip()
+        elif line.strip() in _SECTIONS:
+            section = _SECTIONS[line.strip()]
+        elif section in ("bullets", "notes") and line.startswith("- "):
+            lists[section].append(line.removeprefix("- ").strip())
+    return EmbeddedContent(title, tuple(lists["bullets"]), tuple(lists["notes"]))
 
 
 def build_embedding_request(

@@ -14,15 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
-from trace_summaries.queue.request import PRODUCT, document_type_for_mode
+from trace_summaries.queue.request import PRODUCT, document_type_for_mode, parse_embedding_content
 from trace_summaries.store import TraceStore
 from trace_summaries.worker.document_embeddings import ensure_embeddings_table
 from trace_summaries.worker.embedder import Embedder
 from trace_summaries.worker.embedding_model import EmbeddingModel
 
 DEFAULT_SEARCH_LIMIT = 10
-_TITLE_PREFIX = "Title: "
-_SUMMARY_HEADER = "Summary:"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -53,24 +51,13 @@ class SearchHit:
 
 def title_from_content(content: str) -> str:
     """The summary title, i.e. the ``Title: `` line that ``embedding_content`` writes first."""
-    for line in content.splitlines():
-        if line.startswith(_TITLE_PREFIX):
-            return line.removeprefix(_TITLE_PREFIX).strip()
-    return ""
+    return parse_embedding_content(content).title
 
 
 def first_bullet_from_content(content: str) -> str:
     """The first item of the ``Summary:`` list that ``embedding_content`` writes, without its dash."""
-    lines = iter(content.splitlines())
-    for line in lines:
-        if line.strip() == _SUMMARY_HEADER:
-            for item in lines:
-                if item.startswith("- "):
-                    return item.removeprefix("- ").strip()
-                if item.strip():
-                    break
-            break
-    return ""
+    bullets = parse_embedding_content(content).bullets
+    return bullets[0] if bullets else ""
 
 
 def window_start_from_rendering(rendering: str) -> datetime | None:
