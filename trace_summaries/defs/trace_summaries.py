@@ -22,6 +22,7 @@ from trace_summaries.summarize.partition import (
     PartitionSummaries,
     summarize_partitions_sync,
 )
+from trace_summaries.summarize.verify import SummaryVerifier, faithfulness, make_verifier
 from trace_summaries.text_repr import RenderOptions
 from trace_summaries.text_repr.redaction import RedactionConfig
 
@@ -44,6 +45,9 @@ class TraceSummariesConfig(dg.Config):
     # PII redaction before any text reaches the summarizer (off by default); extra kinds as name -> regex.
     redact_pii: bool = False
     redaction_patterns: dict[str, str] = Field(default_factory=dict)
+    # Check every summary item against the lines it cites (summarize/verify.py): one more LLM call per trace
+    # with an endpoint, the (weak) lexical check without one. Off by default.
+    verify: bool = False
 
 
 @dg.asset(
@@ -118,6 +122,8 @@ class SummarizeSetup:
     batch_size: int
     context_tokens: int
     max_length: int
+    # Set when the config asks to verify the summaries (``verify: true``).
+    verifier: SummaryVerifier | None = None
 
     def summarize(
         self,
@@ -133,6 +139,7 @@ class SummarizeSetup:
             render=self.render,
             on_progress=on_progress,
             redaction=self.redaction,
+            verifier=self.verifier,
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -168,6 +175,7 @@ def summarize_setup(config: TraceSummariesConfig, llm: LLMResource) -> Summarize
         batch_size=batch_size,
         context_tokens=window.tokens if window else 0,
         max_length=max_length,
+        verifier=make_verifier(summarizer) if config.verify else None,
     )
 
 
@@ -211,6 +219,41 @@ def summary_metadata(results: list[PartitionSummaries]) -> dict[str, Any]:
         for reason, count in result.reasons("failed").items():
             failed[reason] = failed.get(reason, 0) + count
     generated = [o for o in outcomes if o.status == "generated"]
+    return _base_metadata(results, outcomes, generated, latencies, skipped, failed) | verification_metadata(
+        outcomes
+    )
+
+
+def verification_metadata(outcomes: list[Any]) -> dict[str, Any]:
+    """With ``verify: true``, the partitions' faithfulness (supported items among the items with a verdict;
+    null when no item got one), the items by verdict, and what the verification calls cost (included in
+    ``input_tokens``, ``output_tokens`` and ``cost_usd`` too). Nothing when no trace was verified."""
+    verified = [o for o in outcomes if o.verified]
+    if not verified:
+        return {}
+    supported = sum(o.items_supported for o in verified)
+    unsupported = sum(o.items_unsupported for o in verified)
+    score = faithfulness(supported, unsupported)
+    return {
+        "verified_traces": len(verified),
+        "faithfulness": round(score, 4) if score is not None else dg.MetadataValue.null(),
+        "items_supported": supported,
+        "items_unsupported": unsupported,
+        "items_unverifiable": sum(o.items_unverifiable for o in verified),
+        "verification_input_tokens": sum(o.verification_input_tokens for o in verified),
+        "verification_output_tokens": sum(o.verification_output_tokens for o in verified),
+        "verification_cost_usd": round(sum(o.verification_cost_usd for o in verified), 6),
+    }
+
+
+def _base_metadata(
+    results: list[PartitionSummaries],
+    outcomes: list[Any],
+    generated: list[Any],
+    latencies: list[float],
+    skipped: dict[str, int],
+    failed: dict[str, int],
+) -> dict[str, Any]:
     return {
         "partitions": len(results),
         "queried": len(outcomes),

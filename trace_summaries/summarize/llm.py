@@ -21,6 +21,7 @@ transport stays; the benchmark keeps measuring both.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import random
 import ssl
@@ -279,8 +280,7 @@ class LLMSummarizer:
     ) -> _Attempt:
         """One call. With ``clock``, the trace's deadline bounds the wait for a slot and the call together;
         its first call starts the deadline once it has a slot."""
-        client = self._client()
-        body = {
+        body: dict[str, Any] = {
             "model": self.settings.model,
             "messages": messages,
             "response_format": bounded_response_format()
@@ -294,6 +294,16 @@ class LLMSummarizer:
             body["service_tier"] = "flex"
         if self.settings.reasoning_effort is not None:
             body["reasoning_effort"] = self.settings.reasoning_effort
+        posted = await self._post(body, clock)
+        if isinstance(posted, _Attempt):
+            return posted
+        # The SDK sets ``_request_id`` (from ``x-request-id``) on every object it returns.
+        return _parse_completion(posted, posted._request_id)
+
+    async def _post(self, body: dict[str, Any], clock: _Tally | None) -> ChatCompletion | _Attempt:
+        """Post one chat completion under the step's pacer and the attempt's timeout (and, with ``clock``,
+        the trace's deadline): the completion, or an ``_Attempt`` saying why there is none."""
+        client = self._client()
         deadline = None if clock is None else clock.deadline
         trace_deadline = asyncio.timeout(None if deadline is None else deadline - time.monotonic())
         try:
@@ -329,8 +339,77 @@ class LLMSummarizer:
             return _Attempt(reason="invalid_json", error=f"response body is not JSON: {exc}")
         if not isinstance(completion, ChatCompletion):
             return _Attempt(reason="invalid_json", error="response body is not a chat completion")
-        # The SDK sets ``_request_id`` (from ``x-request-id``) on every object it returns.
-        return _parse_completion(completion, completion._request_id)
+        return completion
+
+    async def complete_json(
+        self, messages: list[dict[str, str]], json_format: dict[str, Any], *, temperature: float = 0.0
+    ) -> JsonAnswer:
+        """One chat completion held to ``json_format`` (a ``response_format``), for a call other than the
+        summary (the verification of ``verify.py``): its raw content, or why there is none, and what it
+        cost. One attempt, paced like the summary's calls; the caller decides about retrying."""
+        body: dict[str, Any] = {
+            "model": self.settings.model,
+            "messages": messages,
+            "response_format": json_format,
+            _MAX_TOKENS_PARAMETER[self.settings.base_url is None]: self.settings.max_output_tokens,
+        }
+        if self.settings.reasoning_effort is not None:
+            # Reasoning models refuse any temperature but their own.
+            body["reasoning_effort"] = self.settings.reasoning_effort
+        else:
+            body["temperature"] = temperature
+        posted = await self._post(body, None)
+        if isinstance(posted, _Attempt):
+            return JsonAnswer(
+                reason=posted.reason,
+                error=posted.error,
+                retry_after_s=posted.retry_after_s,
+                cost_usd=0.0,
+            )
+        usage = _usage(posted, posted._request_id)
+        cost = estimate_cost_usd(
+            self.settings.model,
+            usage["input_tokens"],
+            usage["output_tokens"],
+            self.settings.prices,
+            cached_input_tokens=usage["cached_input_tokens"],
+            flex=usage["service_tier"] == "flex",
+        )
+        paid = JsonAnswer(
+            input_tokens=usage["input_tokens"],
+            output_tokens=usage["output_tokens"],
+            cached_input_tokens=usage["cached_input_tokens"],
+            cost_usd=cost,
+        )
+        choices = posted.choices or []
+        message = choices[0].message if choices else None
+        content = message.content if message is not None else None
+        refusal = getattr(message, "refusal", None)
+        if not content:
+            if refusal:
+                return dataclasses.replace(paid, reason="refused", error=f"the model refused: {refusal}")
+            return dataclasses.replace(paid, reason="empty_content", error="the answer has no content")
+        finish_reason = getattr(choices[0], "finish_reason", None)
+        return dataclasses.replace(paid, content=content, cut_off=finish_reason == "length")
+
+
+@dataclass(frozen=True)
+class JsonAnswer:
+    """What one ``complete_json`` call gave: the answer's content, or why there is none, and its usage.
+
+    ``cost_usd`` is None when the model has no known price; a call that got no answer costs 0.
+    """
+
+    content: str | None = None
+    # The answer reached its cap (``finish_reason: "length"``): its JSON is likely cut off.
+    cut_off: bool = False
+    reason: FailureReason | None = None
+    error: str | None = None
+    retry_after_s: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cost_usd: float | None = 0.0
 
 
 class _Usage(TypedDict):
@@ -341,9 +420,9 @@ class _Usage(TypedDict):
     service_tier: str | None
 
 
-def _parse_completion(completion: ChatCompletion, request_id: str | None) -> _Attempt:
+def _usage(completion: ChatCompletion, request_id: str | None) -> _Usage:
     usage = getattr(completion, "usage", None)
-    tokens = _Usage(
+    return _Usage(
         input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         cached_input_tokens=int(
@@ -352,6 +431,10 @@ def _parse_completion(completion: ChatCompletion, request_id: str | None) -> _At
         request_id=request_id,
         service_tier=getattr(completion, "service_tier", None),
     )
+
+
+def _parse_completion(completion: ChatCompletion, request_id: str | None) -> _Attempt:
+    tokens = _usage(completion, request_id)
     choices = getattr(completion, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None
     content = getattr(message, "content", None)

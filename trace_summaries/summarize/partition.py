@@ -26,7 +26,9 @@ from trace_summaries.summarize import (
     systemic_failure_reason,
 )
 from trace_summaries.summarize.leakage import find_prompt_leaks
-from trace_summaries.summarize.pacing import CallPacer
+from trace_summaries.summarize.pacing import CallPacer, pacing
+from trace_summaries.summarize.schema import SummarizationResponse, SummaryItem
+from trace_summaries.summarize.verify import SummaryVerification, SummaryVerifier
 from trace_summaries.text_repr import RenderOptions, TraceText, format_trace
 from trace_summaries.text_repr.redaction import RedactionConfig, redact_trace_text
 from trace_summaries.write.event import SummaryEvent, batch_run_id, build_summary_event
@@ -54,6 +56,15 @@ class TraceOutcome(BaseModel):
     # the prompt's example text instead of the trace.
     warnings: int = 0
     leaked_prompt_examples: int = 0
+    # With ``verify: true``: the verdicts on the summary's items, and the verification call's usage (also
+    # included in the totals above, which are what the trace cost).
+    verified: bool = False
+    items_supported: int = 0
+    items_unsupported: int = 0
+    items_unverifiable: int = 0
+    verification_input_tokens: int = 0
+    verification_output_tokens: int = 0
+    verification_cost_usd: float = 0.0
 
 
 class PartitionSummaries(BaseModel):
@@ -113,7 +124,10 @@ async def summarize_partition(
     on_progress: ProgressCallback | None = None,
     redaction: RedactionConfig | None = None,
     pacer: CallPacer | None = None,
+    verifier: SummaryVerifier | None = None,
 ) -> PartitionSummaries:
+    """Summarize the partition's traces; with ``verifier``, then check every generated summary's items
+    against the lines they cite (``verify.py``), under the same limits on traces and calls in flight."""
     result = PartitionSummaries(
         team_id=sample.team_id,
         window_start=sample.window_start,
@@ -167,15 +181,56 @@ async def summarize_partition(
             pacer=pacer,
         )
     result.summaries = list(summaries.values())
+    verifications: dict[str, SummaryVerification] = {}
+    if verifier is not None:
+        generated = {key: s.summary for key, s in summaries.items() if s.summary is not None}
+        verifications = await _verify_all(
+            verifier, generated, texts, pacer if pacer is not None else CallPacer(batch_size)
+        )
     for trace in sample.traces:
         if trace.trace_id in skipped:
             result.outcomes.append(skipped[trace.trace_id])
             continue
         summary = summaries[trace.trace_id]
         result.outcomes.append(
-            _outcome(sample, trace, texts[trace.trace_id], mode, summary, redactions.get(trace.trace_id))
+            _outcome(
+                sample,
+                trace,
+                texts[trace.trace_id],
+                mode,
+                summary,
+                redactions.get(trace.trace_id),
+                verifications.get(trace.trace_id),
+            )
         )
     return result
+
+
+async def _verify_all(
+    verifier: SummaryVerifier,
+    summaries: Mapping[str, SummarizationResponse],
+    texts: Mapping[str, TraceText],
+    pacer: CallPacer,
+) -> dict[str, SummaryVerification]:
+    """Every summary verified, at most the pacer's traces at once; a verifier's bug makes its trace's items
+    unverifiable (with the error as a warning), never a failed trace."""
+
+    async def one(key: str) -> SummaryVerification:
+        summary = summaries[key]
+        async with pacer.admit():
+            try:
+                return await verifier.verify(texts[key], summary)
+            except Exception as exc:
+                return SummaryVerification(
+                    method=verifier.method,
+                    bullets=(None,) * len(summary.summary_bullets),
+                    notes=(None,) * len(summary.interesting_notes),
+                    error=f"internal_error: {type(exc).__name__}: {exc}",
+                )
+
+    with pacing(pacer):
+        results = await asyncio.gather(*(one(key) for key in summaries))
+    return dict(zip(summaries, results, strict=True))
 
 
 def summarize_partitions_sync(
@@ -235,11 +290,13 @@ def _outcome(
     mode: SummaryMode,
     summary: TraceSummaryResult,
     redactions: dict[str, int] | None = None,
+    verification: SummaryVerification | None = None,
 ) -> TraceOutcome:
+    check = verification
     accounting: Mapping[str, Any] = {
-        "input_tokens": summary.input_tokens,
-        "output_tokens": summary.output_tokens,
-        "cost_usd": summary.cost_usd or 0.0,
+        "input_tokens": summary.input_tokens + (check.input_tokens if check else 0),
+        "output_tokens": summary.output_tokens + (check.output_tokens if check else 0),
+        "cost_usd": (summary.cost_usd or 0.0) + ((check.cost_usd or 0.0) if check else 0.0),
         "latency_s": summary.latency_s,
         "attempts": summary.attempts,
         "line_refs_invalid": summary.line_refs_invalid,
@@ -251,6 +308,30 @@ def _outcome(
     response = summary.summary
     leaks = find_prompt_leaks(response, text.text)
     warnings = [*summary.warnings, *(leak.warning for leak in leaks)]
+    properties: dict[str, Any] = {
+        "bullets": _items(response.summary_bullets, check.bullets if check else None),
+        "interesting_notes": _items(response.interesting_notes, check.notes if check else None),
+    }
+    verified: dict[str, Any] = {}
+    if check is not None:
+        if check.error is not None:
+            warnings.append(f"verification gave no verdicts: {check.error}"[:300])
+        properties |= {
+            "faithfulness": check.faithfulness,
+            "verification_method": check.method,
+            "verification_input_tokens": check.input_tokens,
+            "verification_output_tokens": check.output_tokens,
+            "verification_cost_usd": check.cost_usd,
+        }
+        verified = {
+            "verified": True,
+            "items_supported": check.supported,
+            "items_unsupported": check.unsupported,
+            "items_unverifiable": check.unverifiable,
+            "verification_input_tokens": check.input_tokens,
+            "verification_output_tokens": check.output_tokens,
+            "verification_cost_usd": check.cost_usd or 0.0,
+        }
     event = build_summary_event(
         team_id=sample.team_id,
         window_start=sample.window_start,
@@ -261,8 +342,6 @@ def _outcome(
             "mode": mode,
             "title": response.title,
             "flow_diagram": response.flow_diagram,
-            "bullets": [item.model_dump() for item in response.summary_bullets],
-            "interesting_notes": [item.model_dump() for item in response.interesting_notes],
             "text_repr_length": len(text.text),
             "text_repr_sampled": text.sampled,
             "event_count": sum(1 for event in trace.events if event.event != "$ai_trace"),
@@ -277,6 +356,7 @@ def _outcome(
             "line_refs_invalid": summary.line_refs_invalid,
             "redactions": redactions or {},
             "warnings": warnings,
+            **properties,
         },
     )
     return TraceOutcome(
@@ -286,4 +366,12 @@ def _outcome(
         warnings=len(warnings),
         leaked_prompt_examples=len(leaks),
         **accounting,
+        **verified,
     )
+
+
+def _items(items: list[SummaryItem], verdicts: tuple[bool | None, ...] | None) -> list[dict[str, Any]]:
+    """The event's items; with verdicts, each with its ``supported`` flag (null: unverifiable)."""
+    if verdicts is None:
+        return [item.model_dump() for item in items]
+    return [item.model_dump() | {"supported": verdict} for item, verdict in zip(items, verdicts, strict=True)]

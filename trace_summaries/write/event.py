@@ -13,7 +13,7 @@ import uuid as uuid_lib
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 SUMMARY_EVENT = "$ai_trace_summary"
 # Fixed forever: changing it would change every event id and break idempotent replacement.
@@ -37,11 +37,46 @@ def summary_distinct_id(team_id: int) -> str:
     return f"trace_summary_{team_id}"
 
 
+def _omit_unset(
+    model: BaseModel, handler: SerializerFunctionWrapHandler, fields: frozenset[str]
+) -> dict[str, Any]:
+    """``model`` serialized without those of ``fields`` that were never set (by name or by alias)."""
+    data: dict[str, Any] = handler(model)
+    for name in fields - model.model_fields_set:
+        data.pop(name, None)
+        alias = type(model).model_fields[name].alias
+        if alias is not None:
+            data.pop(alias, None)
+    return data
+
+
 class SummaryItemProperty(BaseModel):
+    """One bullet or note; ``supported`` only when the summary was verified (``verify: true``): True, False,
+    or None (null) for an item that could not be checked. Unverified, the key is absent, not null."""
+
     model_config = ConfigDict(extra="forbid")
 
     text: str
     line_refs: str
+    supported: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_unset(self, handler, _ITEM_VERIFICATION_FIELDS)
+
+
+_ITEM_VERIFICATION_FIELDS = frozenset({"supported"})
+# The event's verification properties: written only when the summary was verified, so that an event of a
+# run without ``verify`` is exactly what it was before verification existed.
+VERIFICATION_FIELDS = frozenset(
+    {
+        "faithfulness",
+        "verification_method",
+        "verification_input_tokens",
+        "verification_output_tokens",
+        "verification_cost_usd",
+    }
+)
 
 
 class SummaryEventProperties(BaseModel):
@@ -74,6 +109,20 @@ class SummaryEventProperties(BaseModel):
     redactions: dict[str, int] = Field(default_factory=dict, alias="$ai_summary_redactions")
     # Quality warnings, never a failure: e.g. an item that repeats the prompt's example text, not the trace.
     warnings: list[str] = Field(default_factory=list, alias="$ai_summary_warnings")
+    # Set only with ``verify: true`` (absent otherwise, see VERIFICATION_FIELDS): supported items among the
+    # items with a verdict (null when none has one), the check used, and the verification call's own usage
+    # (not included in the summary's tokens and cost above; 0 for the lexical check).
+    faithfulness: float | None = Field(default=None, alias="$ai_summary_faithfulness")
+    verification_method: Literal["lexical", "llm"] | None = Field(
+        default=None, alias="$ai_summary_verification_method"
+    )
+    verification_input_tokens: int = Field(default=0, alias="$ai_summary_verification_input_tokens")
+    verification_output_tokens: int = Field(default=0, alias="$ai_summary_verification_output_tokens")
+    verification_cost_usd: float | None = Field(default=None, alias="$ai_summary_verification_cost_usd")
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_unset(self, handler, VERIFICATION_FIELDS)
 
 
 class SummaryEvent(BaseModel):
