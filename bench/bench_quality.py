@@ -366,6 +366,7 @@ def measure(
             continue
         figures["traces"] = len(chosen)
         results[name] = figures
+        print(markdown({name: figures}).splitlines()[-1], file=sys.stderr, flush=True)  # as each row is done
     return results, shape
 
 
