@@ -56,7 +56,7 @@ TRACES_PER_HOUR = 20
 FULL_HOURS = 12
 QUICK_HOURS = 4
 # Traces per real local model (the slowest rows): errors and feedback first, then the rest in id order.
-REAL_MODEL_TRACES = {True: 0, False: 12}
+REAL_MODEL_TRACES = {True: 0, False: 8}
 MODE = "detailed"
 EVENT_FIELDS = ("uuid", "event", "timestamp", "properties")
 
