@@ -79,6 +79,21 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def bench_main(run: Callable[..., list[Row]], doc: str | None) -> None:
+    """A benchmark run alone: ``--quick`` for small sizes, ``--json`` for the rows as JSON, else the table."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true", help="rows as JSON")
+    args = parser.parse_args()
+    rows = run(quick=args.quick)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print_rows(rows)
+
+
 def print_rows(rows: list[Row]) -> None:
     """A standalone run's table (``bench/run`` prints its own, across benchmarks)."""
     headers = ("name", "value", "unit", "baseline", "ratio", "target", "met", "note")

@@ -33,24 +33,21 @@ Run standalone: ``python bench/bench_clusters.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hashlib
-import json
 import math
 import os
 import sys
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import bench_search
 import numpy as np
-from _common import BENCH_DATA, START, Row, median, print_rows, row
+from _common import BENCH_DATA, START, Row, bench_main, median, row
 
 from trace_summaries.cluster import (
     Clustering,
@@ -85,18 +82,6 @@ class Seeded:
 # -- the corpus --------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _seeding(start: datetime, traces_per_hour: int) -> Iterator[None]:
-    """``bench_search.summary_documents`` seeds consecutive hours from its module's ``START`` at its
-    ``TRACES_PER_HOUR``; set both for one call (the function is reused as is, not copied)."""
-    saved = bench_search.START, bench_search.TRACES_PER_HOUR
-    bench_search.START, bench_search.TRACES_PER_HOUR = start, traces_per_hour
-    try:
-        yield
-    finally:
-        bench_search.START, bench_search.TRACES_PER_HOUR = saved
-
-
 def seeded_documents(
     days: int, hours_per_day: int
 ) -> tuple[list[tuple[int, bench_search.Document]], Counter[str]]:
@@ -104,8 +89,9 @@ def seeded_documents(
     documents: list[tuple[int, bench_search.Document]] = []
     excluded: Counter[str] = Counter()
     for day in range(days):
-        with _seeding(START + timedelta(days=day), TRACES_PER_HOUR):
-            found, dropped = bench_search.summary_documents(hours_per_day)
+        found, dropped = bench_search.summary_documents(
+            hours_per_day, start=START + timedelta(days=day), traces_per_hour=TRACES_PER_HOUR
+        )
         documents += [(day, document) for document in found]
         excluded += dropped
     return documents, excluded
@@ -576,17 +562,5 @@ def run(quick: bool = False) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true", help="rows as JSON")
-    args = parser.parse_args()
-    rows = run(quick=args.quick)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        print_rows(rows)
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(run, __doc__)

@@ -29,7 +29,6 @@ Run standalone: ``python bench/bench_search.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -37,9 +36,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from _common import START, Row, print_rows, row
+from _common import START, Row, bench_main, row
 
 TEAM_ID = 1
 TRACES_PER_HOUR = 20
@@ -72,7 +71,9 @@ class Document:
 # -- the documents -----------------------------------------------------------------------------------------
 
 
-def summary_documents(hours: int) -> tuple[list[Document], Counter[str]]:
+def summary_documents(
+    hours: int, *, start: datetime = START, traces_per_hour: int = TRACES_PER_HOUR
+) -> tuple[list[Document], Counter[str]]:
     """The embedding contents of team 1's seeded traces, summarized as the asset does offline; also the
     kinds of the traces the sampling guards exclude (no summary, so no document)."""
 
@@ -89,10 +90,10 @@ def summary_documents(hours: int) -> tuple[list[Document], Counter[str]]:
     excluded: Counter[str] = Counter()
     samples: dict[str, TeamHourSample] = {}
     for index in range(hours):
-        hour = START + timedelta(hours=index)
-        hour_kinds = hour_trace_kinds(TEAM_ID, hour, TRACES_PER_HOUR, DEFAULT_SEED)
+        hour = start + timedelta(hours=index)
+        hour_kinds = hour_trace_kinds(TEAM_ID, hour, traces_per_hour, DEFAULT_SEED)
         by_trace: dict[str, list[dict]] = {}
-        for event in generate_hour(TEAM_ID, hour, TRACES_PER_HOUR, DEFAULT_SEED, include_non_ai=False):
+        for event in generate_hour(TEAM_ID, hour, traces_per_hour, DEFAULT_SEED, include_non_ai=False):
             trace_id = event["properties"].get("$ai_trace_id")
             if trace_id:
                 by_trace.setdefault(trace_id, []).append(event)
@@ -340,17 +341,5 @@ def run(quick: bool = False) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true", help="rows as JSON")
-    args = parser.parse_args()
-    rows = run(quick=args.quick)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        print_rows(rows)
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(run, __doc__)

@@ -36,6 +36,7 @@ from trace_summaries.worker.document_embeddings import (
 )
 from trace_summaries_harness.llama_server import running_llama_server
 from trace_summaries_harness.openai_server import Fault, openai_server
+from trace_summaries_tests.support.schedule_ticks import evaluate
 
 TEAM = 7
 DAY = date(2026, 11, 20)
@@ -269,13 +270,7 @@ def test_the_daily_schedule_clusters_yesterday_for_every_scheduled_team(
     monkeypatch.setenv("TRACE_SUMMARIES_ALLOWED_TEAM_IDS", "7,8,9")
     instance.add_dynamic_partitions(str(TEAMS.name), ["7", "8"])  # team 9 is not registered yet
     tick = datetime(2026, 11, 21, 1, 30, tzinfo=UTC)
-    with dg.build_schedule_context(
-        instance=instance,
-        scheduled_execution_time=tick,
-        resources={"clickhouse": ClickHouseResource(dsn=store.dsn)},
-    ) as context:
-        result = daily_trace_clusters_schedule(context)
-    assert isinstance(result, list), result
+    result = evaluate(daily_trace_clusters_schedule, instance, store, tick)
     assert [(r.run_key, r.partition_key) for r in result] == [
         ("2026-11-20|7", "2026-11-20|7"),
         ("2026-11-20|8", "2026-11-20|8"),

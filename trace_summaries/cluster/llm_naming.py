@@ -20,9 +20,9 @@ import openai
 from trace_summaries.cluster.algorithm import Clustering, Item
 from trace_summaries.cluster.naming import ClusterName
 from trace_summaries.summarize.endpoint import LLMSettings
+from trace_summaries.summarize.llm import NO_API_KEY
 from trace_summaries.summarize.pricing import estimate_cost_usd
 
-NO_API_KEY = "not-needed"  # an endpoint that checks no key still needs the SDK to send one
 MEMBERS_SHOWN = 8
 CONTRAST_SHOWN = 4
 _TITLE_MAX = 80

@@ -1,6 +1,8 @@
-"""One evaluation of the hourly schedule, as the daemon makes it, for the tests of what it requests."""
+"""One evaluation of a schedule, as the daemon makes it, for the tests of what it requests."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import dagster as dg
 
@@ -11,13 +13,20 @@ from trace_summaries_tests.support.clock import TICK
 
 
 def tick(instance: dg.DagsterInstance, store: TraceStore) -> list[dg.RunRequest]:
-    """The run requests of the tick at ``clock.TICK`` (the one for ``clock.HOUR``)."""
+    """The run requests of the hourly schedule's tick at ``clock.TICK`` (the one for ``clock.HOUR``)."""
+    return evaluate(hourly_trace_summaries_schedule, instance, store, TICK)
+
+
+def evaluate(
+    schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance, store: TraceStore, at: datetime
+) -> list[dg.RunRequest]:
+    """The run requests of ``schedule``'s tick at ``at`` (asserting it requested runs, not a skip)."""
     # Closed here, in order: an open context keeps its instance current for Dagster after the test.
     with dg.build_schedule_context(
         instance=instance,
-        scheduled_execution_time=TICK,
+        scheduled_execution_time=at,
         resources={"clickhouse": ClickHouseResource(dsn=store.dsn)},
     ) as context:
-        result = hourly_trace_summaries_schedule(context)
+        result = schedule(context)
     assert isinstance(result, list), result
     return result
