@@ -29,10 +29,17 @@ traces with errors and feedback first; their figures are honest, not targets), a
 
     .venv/bin/python bench/bench_quality.py [--quick] [--no-local-models]     # its own table
     .venv/bin/python bench/run --only quality [--quick]
+
+For prompt work: ``--models qwen05b`` (the local models to run, comma-separated), ``--prompt-versions v2,v3``
+(a row per model and prompt version, the same traces: the earlier version is the baseline in the same run),
+``--dump DIR`` (each summary's items with their cited lines and the ground truth's lines, a JSON file per
+row). Local models answer at temperature 0 with a fixed seed, so two runs of one prompt give one answer and a
+difference between rows is the prompt's.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -197,7 +204,9 @@ def _lines(refs: str) -> list[int]:
     return numbers
 
 
-def evaluate(cases: Sequence[Case], llm: Any, *, seconds_budget: float | None = None) -> Tally:
+def evaluate(
+    cases: Sequence[Case], llm: Any, *, seconds_budget: float | None = None, dump: list[Any] | None = None
+) -> Tally:
     """Summarizes ``cases`` as the asset does (its summarizer, rendering and checks) and counts."""
     from trace_summaries.defs.trace_summaries import TraceSummariesConfig, summarize_setup
     from trace_summaries.sample import SampledTrace, SamplingStats, TeamHourSample, TraceEvent
@@ -240,6 +249,8 @@ def evaluate(cases: Sequence[Case], llm: Any, *, seconds_budget: float | None = 
         ]
         mentioned_error = mentioned_error_in_note = mentioned_feedback = False
         feedback_quote = (truth.feedback_text or "")[:24].lower()
+        if dump is not None:
+            dump.append(_dump_entry(case, properties, text, items))
         for section, item in items:
             tally.items += 1
             cited = {event_of.get(number) for number in _lines(item.line_refs)} - {None}
@@ -291,6 +302,39 @@ def evaluate(cases: Sequence[Case], llm: Any, *, seconds_budget: float | None = 
     return tally
 
 
+def _dump_entry(case: Case, properties: Any, text: Any, items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """One summary for ``--dump``: its items with the lines they cite, and the truth's lines, for reading."""
+    truth = case.truth
+    lines_of: dict[str, list[int]] = {}
+    for number, source in text.line_map.items():
+        lines_of.setdefault(source.event_uuid, []).append(number)
+
+    def lines(events: Any) -> list[int]:
+        return sorted(n for uuid in events for n in lines_of.get(uuid, []))
+
+    rendered = text.text.splitlines()
+    return {
+        "trace_id": case.trace_id,
+        "title": properties.title,
+        "truth": {
+            "error_lines": lines(truth.error_events),
+            "failed_tool_lines": lines(truth.failed_tool_events),
+            "feedback_lines": lines([truth.feedback_event] if truth.feedback_event else []),
+            "feedback_sentiment": truth.feedback_sentiment,
+        },
+        "items": [
+            {
+                "section": section,
+                "text": item.text,
+                "line_refs": item.line_refs,
+                "cited": [rendered[n - 1] for n in _lines(item.line_refs) if 0 < n <= len(rendered)],
+            }
+            for section, item in items
+        ],
+        "text": text.text,
+    }
+
+
 # -- summarizers -------------------------------------------------------------------------------------------
 
 
@@ -312,7 +356,7 @@ def test_server() -> Iterator[Any]:
 
 
 @contextmanager
-def local_model(key: str) -> Iterator[Any]:
+def local_model(key: str, prompt_version: str | None = None) -> Iterator[Any]:
     from trace_summaries.defs.resources import LLMResource
     from trace_summaries_harness.llama_server import running_llama_server
 
@@ -320,7 +364,16 @@ def local_model(key: str) -> Iterator[Any]:
         tempfile.TemporaryDirectory() as tmp,
         running_llama_server(key, log_path=Path(tmp) / "llama.log") as server,
     ):
-        yield LLMResource(base_url=server.base_url, model=server.model, timeout_s=600, trace_deadline_s=1200)
+        # Greedy with a fixed seed (llama.cpp's default seed is random): a run of one prompt repeats its
+        # answers, so rows of two prompt versions differ by the prompt alone.
+        yield LLMResource(
+            base_url=server.base_url,
+            model=server.model,
+            timeout_s=600,
+            trace_deadline_s=1200,
+            temperature=0.0,
+            prompt_version=prompt_version,
+        )
 
 
 @contextmanager
@@ -334,15 +387,24 @@ def configured_endpoint() -> Iterator[Any]:
     )
 
 
-def summarizers(quick: bool, local_models: bool = True) -> list[tuple[str, Any, bool]]:
+LOCAL_MODELS = {"smollm2": "SmolLM2-135M", "qwen05b": "Qwen2.5-Coder-0.5B"}
+
+
+def summarizers(
+    quick: bool,
+    local_models: Sequence[str] = tuple(LOCAL_MODELS),
+    prompt_versions: Sequence[str] = (),
+) -> list[tuple[str, Any, bool]]:
     """(name, context manager factory, on the real-model subset)."""
     rows: list[tuple[str, Any, bool]] = [
         ("offline (heuristic)", offline, False),
         ("test server", test_server, False),
     ]
-    if not quick and local_models:
-        rows += [("SmolLM2-135M (llama.cpp)", lambda: local_model("smollm2"), True)]
-        rows += [("Qwen2.5-Coder-0.5B (llama.cpp)", lambda: local_model("qwen05b"), True)]
+    if not quick:
+        for key in local_models:
+            for version in prompt_versions or [None]:
+                name = f"{LOCAL_MODELS[key]} (llama.cpp)" + (f", prompt {version}" if version else "")
+                rows.append((name, lambda key=key, version=version: local_model(key, version), True))
     if os.environ.get("OPENAI_BASE_URL"):
         rows.append(
             (f"endpoint {os.environ.get('TRACE_SUMMARIES_LLM_MODEL', '')}".strip(), configured_endpoint, True)
@@ -351,21 +413,29 @@ def summarizers(quick: bool, local_models: bool = True) -> list[tuple[str, Any, 
 
 
 def measure(
-    quick: bool = False, local_models: bool = True
+    quick: bool = False,
+    local_models: Sequence[str] = tuple(LOCAL_MODELS),
+    prompt_versions: Sequence[str] = (),
+    dump_dir: Path | None = None,
 ) -> tuple[dict[str, dict[str, float | None]], dict[str, Any]]:
     cases, shape = corpus(QUICK_HOURS if quick else FULL_HOURS)
     subset = interesting_first(cases, REAL_MODEL_TRACES[quick] or len(cases))
     results: dict[str, dict[str, float | None]] = {}
-    for name, factory, on_subset in summarizers(quick, local_models):
+    for name, factory, on_subset in summarizers(quick, local_models, prompt_versions):
         chosen = subset if on_subset else cases
+        dump: list[Any] | None = [] if dump_dir is not None else None
         try:
             with factory() as llm:
-                figures = evaluate(chosen, llm).figures()
+                figures = evaluate(chosen, llm, dump=dump).figures()
         except Exception as exc:  # e.g. the larger model not installed: the row says why
             print(f"{name}: not measured ({type(exc).__name__}: {exc})", file=sys.stderr)
             continue
         figures["traces"] = len(chosen)
         results[name] = figures
+        if dump_dir is not None:
+            dump_dir.mkdir(parents=True, exist_ok=True)
+            slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+            (dump_dir / f"{slug}.json").write_text(json.dumps(dump, indent=1, ensure_ascii=False))
         print(markdown({name: figures}).splitlines()[-1], file=sys.stderr, flush=True)  # as each row is done
     return results, shape
 
@@ -403,8 +473,13 @@ def markdown(results: dict[str, dict[str, float | None]]) -> str:
     return "\n".join(lines)
 
 
-def run(quick: bool = False, local_models: bool = True) -> list[Row]:
-    results, shape = measure(quick, local_models)
+def run(
+    quick: bool = False,
+    local_models: Sequence[str] = tuple(LOCAL_MODELS),
+    prompt_versions: Sequence[str] = (),
+    dump_dir: Path | None = None,
+) -> list[Row]:
+    results, shape = measure(quick, local_models, prompt_versions, dump_dir)
     note = (
         f"{shape['traces']} seeded traces ({shape['excluded_oversized']} oversized excluded): "
         f"{shape['with_error']} with an error, {shape['with_failed_tool']} with a failed tool, "
@@ -443,7 +518,19 @@ def run(quick: bool = False, local_models: bool = True) -> list[Row]:
 
 
 def main() -> None:
-    print_rows(run(quick="--quick" in sys.argv, local_models="--no-local-models" not in sys.argv))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-local-models", action="store_true")
+    parser.add_argument("--models", default=",".join(LOCAL_MODELS), help="local models: smollm2,qwen05b")
+    parser.add_argument("--prompt-versions", default="", help="e.g. v2,v3: a row per version")
+    parser.add_argument("--dump", type=Path, default=None, help="a directory for each row's summaries")
+    args = parser.parse_args()
+    models = [] if args.no_local_models else [m for m in args.models.split(",") if m]
+    unknown = set(models) - set(LOCAL_MODELS)
+    if unknown:
+        parser.error(f"unknown local models {sorted(unknown)}; known: {', '.join(LOCAL_MODELS)}")
+    versions = [v for v in args.prompt_versions.split(",") if v]
+    print_rows(run(args.quick, models, versions, args.dump))
 
 
 if __name__ == "__main__":

@@ -207,6 +207,12 @@ class LLMConfig(_Section):
     service_tier: Literal["flex"] | None = None
     # For reasoning models (gpt-5, o3, o4-mini): how hard to think. Unset: not sent (other models refuse it).
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    # Sampling temperature of the summary calls. Unset: not sent, the endpoint's default (OpenAI 1.0,
+    # llama.cpp 0.8). 0 makes a self-hosted model's answers repeatable (benchmark 14 compares prompts so).
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    # The prompt files (`summarize/prompts/*.<version>.txt`). Unset: the current version; an older one to
+    # compare, or to keep a deployment on the wording it was evaluated with.
+    prompt_version: str | None = Field(default=None, pattern=r"^v\d+$")
 
     @field_validator("base_url")
     @classmethod

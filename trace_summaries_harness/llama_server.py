@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trace_summaries_harness.ports import wait_until
+
 HOST = "127.0.0.1"
 DEFAULT_MODEL = "smollm2"
 DEFAULT_N_CTX = 8192
@@ -307,6 +309,17 @@ class LlamaServer:
     def completed_calls(self) -> list[CallTiming]:
         """The calls the server finished so far, from its log (llama.cpp prints timings per task)."""
         return call_timings(self.log_path)
+
+    def wait_for_calls(self, count: int, timeout_s: float = 30.0) -> list[CallTiming]:
+        """The finished calls once at least ``count`` are in the log. llama.cpp answers the client before it
+        prints the task's timings, so right after a response its line may not be there yet (seen in CI)."""
+        wait_until(
+            lambda: len(self.completed_calls()) >= count,
+            timeout_s=timeout_s,
+            what=f"{count} finished calls in {self.log_path}",
+            log=self.log_tail,
+        )
+        return self.completed_calls()
 
     def cancelled_calls(self) -> list[int]:
         """The tasks the server cancelled because their client went away (a client-side timeout)."""

@@ -114,7 +114,7 @@ def test_serves_a_structured_summary_through_the_sdk_and_is_gone_after_its_conte
         assert choice.finish_reason == "stop"
         summary = SummarizationResponse.model_validate_json(choice.message.content or "")
         assert summary.title.strip()
-        [call] = server.completed_calls()
+        [call] = server.wait_for_calls(1)
         assert call.prompt_tokens == completion.usage.prompt_tokens
         assert call.answer_tokens == completion.usage.completion_tokens
 

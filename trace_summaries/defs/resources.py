@@ -20,7 +20,7 @@ from trace_summaries.config import (
 )
 from trace_summaries.queue.producer import EmbeddingRequestProducer
 from trace_summaries.store import TraceStore
-from trace_summaries.summarize import LLMSettings, Summarizer, make_summarizer
+from trace_summaries.summarize import PROMPT_VERSION, LLMSettings, Summarizer, make_summarizer
 from trace_summaries.summarize.context_window import ContextWindow, context_tokens, reported_context_tokens
 
 _LLM_DEFAULTS = LLMConfig.model_fields
@@ -59,6 +59,8 @@ class LLMResource(dg.ConfigurableResource):
     # Checked by ``LLMSettings`` (Dagster's config types have no literals).
     service_tier: str | None = None
     reasoning_effort: str | None = None
+    temperature: float | None = None
+    prompt_version: str | None = None
 
     @property
     def has_endpoint(self) -> bool:
@@ -87,6 +89,8 @@ class LLMResource(dg.ConfigurableResource):
             max_output_tokens=self.max_output_tokens,
             service_tier=self.service_tier,
             reasoning_effort=self.reasoning_effort,
+            temperature=self.temperature,
+            prompt_version=self.prompt_version or PROMPT_VERSION,
             bounded_output=bounded_output,
         )
 
@@ -177,6 +181,8 @@ def llm_resource(config: Config) -> LLMResource:
         max_output_tokens=config.llm.max_output_tokens,
         service_tier=config.llm.service_tier,
         reasoning_effort=config.llm.reasoning_effort,
+        temperature=config.llm.temperature,
+        prompt_version=config.llm.prompt_version,
     )
 
 

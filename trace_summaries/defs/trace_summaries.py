@@ -155,7 +155,8 @@ def summarize_setup(config: TraceSummariesConfig, llm: LLMResource) -> Summarize
     window = llm.context_window(config.model)
     max_length = config.max_text_length
     if window is not None:
-        prompt_chars = sum(len(message["content"]) for message in chat_messages("", None, config.mode))
+        version = llm.settings().prompt_version
+        prompt_chars = sum(len(m["content"]) for m in chat_messages("", None, config.mode, version))
         budget = text_budget_chars(
             window.tokens, answer_tokens=llm.max_output_tokens, prompt_chars=prompt_chars
         )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trace_summaries.config import LLMConfig
 from trace_summaries.summarize.pricing import ModelPrice
-from trace_summaries.summarize.prompts import PROMPT_VERSION
+from trace_summaries.summarize.prompts import PROMPT_VERSION, shipped_prompts
 from trace_summaries.summarize.retry import RetryPolicy
 
 _DEFAULTS = LLMConfig.model_fields
@@ -35,6 +35,8 @@ class LLMSettings(BaseModel):
     # ``"flex"``: ask for the flex tier, falling back to the standard tier on 429, timeout or 5xx.
     service_tier: Literal["flex"] | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    # The summary calls' temperature; None: not sent (``LLMConfig.temperature``).
+    temperature: float | None = Field(default=None, ge=0, le=2)
     # Ask for the schema with length bounds (``schema.bounded_response_format``): for self-hosted servers
     # whose structured output is a grammar, so a small model must close its JSON within the answer's cap.
     bounded_output: bool = False
@@ -48,6 +50,14 @@ class LLMSettings(BaseModel):
     content_retries: int = Field(default=1, ge=0)
     # Merged over ``pricing.DEFAULT_PRICES``: entries here win.
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+
+    @field_validator("prompt_version")
+    @classmethod
+    def _prompt_version(cls, value: str) -> str:
+        shipped = sorted({name.rsplit(".", 1)[1] for name in shipped_prompts()})
+        if value not in shipped:
+            raise ValueError(f"no prompt files of version {value!r}; shipped: {', '.join(shipped)}")
+        return value
 
     @property
     def has_endpoint(self) -> bool:

@@ -294,6 +294,8 @@ class LLMSummarizer:
             body["service_tier"] = "flex"
         if self.settings.reasoning_effort is not None:
             body["reasoning_effort"] = self.settings.reasoning_effort
+        elif self.settings.temperature is not None:  # reasoning models refuse any temperature but their own
+            body["temperature"] = self.settings.temperature
         posted = await self._post(body, clock)
         if isinstance(posted, _Attempt):
             return posted
