@@ -40,7 +40,21 @@ trace_summaries, HTTP       803-804      532-539  render + summarize
 (Before this harness imported Dagster, ~80 MB less per process, it gave 1,794-1,805 / 723 embedded and
 894-918 / 723 over HTTP before the change.)
 
-Run standalone: ``python bench/bench_memory.py [--quick]``.
+Ranged step (issue 19): a sharded schedule tick or a backfill runs many (hour, team) partitions in one step.
+Both steps stream them: ``sampled_traces`` writes each sample through the sample store as soon as it is
+sampled, and ``trace_summaries`` reads a partition only when its calls are needed to keep ``batch_size``
+busy, letting each trace go as its call ends. The ranged rows run the real assets through Dagster
+(``dg.materialize`` with a partition range, an ephemeral instance, the local-disk ``SampleIOManager``), one
+process per step and, as ``trace_summaries_job`` runs them (in-process executor), both steps in one process,
+over ``RANGE_PARTITIONS`` (50) team partitions of one hour. Building 50 x 100 limit-size traces (10 GB of
+properties) is too slow for this harness, so the range has ``RANGE_FULL`` full partitions of 100 limit-size
+traces (the first two and the last two: a streaming step holds at most one full partition and the last
+calls of the one before, and the last ones show whether memory creeps over the range) and 46 of
+``RANGE_SMALL_TRACES`` (10) limit-size traces. The summarizer is the offline one behind ``RANGE_CALL_S`` of
+simulated call latency, so a partition's last calls are still in flight while the next partition is read, as
+with an endpoint.
+
+Run standalone: ``python bench/bench_memory.py [--quick] [--ranged-only]``.
 """
 
 from __future__ import annotations
@@ -68,6 +82,13 @@ STEPS = 24  # generations; plus as many tool spans, a root span and a $ai_trace 
 HOUR = datetime(2026, 11, 1, 12, tzinfo=UTC)
 TEAM = 1
 LAYOUT_VERSION = 2
+# The ranged step: teams 1..RANGE_PARTITIONS of HOUR; the first and last RANGE_FULL // 2 teams get 100 traces.
+RANGE_PARTITIONS = 50
+RANGE_FULL = 4
+RANGE_FULL_TRACES = 100
+RANGE_SMALL_TRACES = 10
+RANGE_CALL_S = 0.3
+RANGE_BATCH_SIZE = 5
 
 WORDS = [
     *("invoice", "customer", "refund", "shipping", "warehouse", "delay", "policy", "account", "payment"),
@@ -210,6 +231,61 @@ def memory_store(traces: int) -> Path:
     return data_dir
 
 
+def _range_traces(team: int, full: int, partitions: int) -> int:
+    return RANGE_FULL_TRACES if team <= full // 2 or team > partitions - full // 2 else RANGE_SMALL_TRACES
+
+
+def _clone(events: list[dict[str, Any]], team: int, index: int) -> list[dict[str, Any]]:
+    """A limit-size trace again, for another team: new trace id, uuids and team, the same sizes."""
+    rng = random.Random(f"{team}-{index}")
+    old = events[0]["properties"]["$ai_trace_id"]
+    new = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    renamed = {old: new, f"{old}-root": f"{new}-root"}
+    cloned = []
+    for event in events:
+        properties = dict(event["properties"])
+        for field in ("$ai_trace_id", "$ai_parent_id", "$ai_span_id"):
+            if field in properties:
+                properties[field] = renamed[properties[field]]
+        uuid_ = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        cloned.append({**event, "uuid": uuid_, "team_id": team, "properties": properties})
+    return cloned
+
+
+def ranged_store(partitions: int, full: int) -> Path:
+    """The chDB directory of the ranged step: teams 1..``partitions`` in HOUR, limit-size traces (built once;
+    each team's traces are clones of the same calibrated ones, under their own ids)."""
+    from trace_summaries.demo import to_event_rows
+    from trace_summaries.store import TraceStore
+
+    name = f"memory-range-p{partitions}-f{full}x{RANGE_FULL_TRACES}-s{RANGE_SMALL_TRACES}-c{TRACE_CHARS}"
+    root = BENCH_DATA / f"{name}-v{LAYOUT_VERSION}"
+    data_dir = root / "clickhouse"
+    if (root / "done").exists():
+        return data_dir
+    print(f"building the ranged step's traces in {root} (once) ...", file=sys.stderr, flush=True)
+    store = TraceStore(f"chdb://{data_dir}")
+    store.ensure_schema()
+    with store.session() as client:
+        client.command("TRUNCATE TABLE events")
+    most = max(_range_traces(team, full, partitions) for team in range(1, partitions + 1))
+    base = [calibrated_trace(index, HOUR + timedelta(seconds=30 * index)) for index in range(most)]
+    batch: list[dict[str, Any]] = []
+    for team in range(1, partitions + 1):
+        for index in range(_range_traces(team, full, partitions)):
+            events = _clone(base[index], team, index)
+            assert len(events) == MAX_EVENTS and _trace_chars(events) <= MAX_CHARS
+            batch += events
+            if len(batch) >= 500:
+                store.insert_events(to_event_rows(batch))
+                batch = []
+    store.insert_events(to_event_rows(batch))
+    with store.session() as client:
+        client.command("OPTIMIZE TABLE events FINAL")
+    (root / "done").write_text("ok")
+    return data_dir
+
+
 # -- the measured processes ------------------------------------------------------------------------------
 
 
@@ -294,9 +370,97 @@ def child(mode: str, dsn: str, handoff: str) -> dict[str, Any]:
     return {"peak_mb": round(_hwm_mb(), 1), "marks": marks, "seconds": seconds, **facts}
 
 
-def _run_child(mode: str, dsn: str, handoff: Path) -> dict[str, Any]:
+def ranged_child(mode: str, dsn: str, handoff: str, partitions: int) -> dict[str, Any]:
+    """One process of the ranged run, through Dagster: ``range-sample`` (the ``sampled_traces`` step),
+    ``range-summarize`` (the ``trace_summaries`` step, its input read from ``handoff``) or ``range-run``
+    (both, in one process, as the in-process executor runs them)."""
+    marks: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def mark(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        marks[stage] = round(_hwm_mb(), 1)
+        seconds[stage] = round(now - clock, 3)
+        clock = now
+
+    import asyncio
+    from collections.abc import Sequence
+
+    import dagster as dg
+
+    from trace_summaries.defs.io_managers import SampleIOManager, SummaryEventsIOManager
+    from trace_summaries.defs.partition_sets import TEAMS
+    from trace_summaries.defs.resources import ClickHouseResource, LLMResource
+    from trace_summaries.defs.sampled_traces import sampled_traces
+    from trace_summaries.defs.trace_summaries import trace_summaries
+    from trace_summaries.summarize import Summarizer, SummaryMode, TraceSummaryResult
+    from trace_summaries.text_repr import TraceText
+
+    class SlowCalls:
+        """The offline summarizer, answering after ``RANGE_CALL_S`` as an endpoint would."""
+
+        def __init__(self, inner: Summarizer) -> None:
+            self._inner = inner
+            self.provider = inner.provider
+            self.model = inner.model
+
+        async def summarize(
+            self, trace_text: TraceText, events: Sequence[Any], mode: SummaryMode
+        ) -> TraceSummaryResult:
+            await asyncio.sleep(RANGE_CALL_S)
+            return await self._inner.summarize(trace_text, events, mode)
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    class SlowLLM(LLMResource):
+        def summarizer(
+            self, *, model: str | None, max_attempts: int | None, bounded_output: bool = False
+        ) -> Summarizer:
+            return SlowCalls(
+                super().summarizer(model=model, max_attempts=max_attempts, bounded_output=bounded_output)
+            )
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TEAMS.name, [str(team) for team in range(1, partitions + 1)])
+    clickhouse = ClickHouseResource(dsn=dsn)
+    resources = {
+        "clickhouse": clickhouse,
+        "llm": SlowLLM(),
+        "sample_io_manager": SampleIOManager(base_dir=handoff),
+        "summary_events_io_manager": SummaryEventsIOManager(clickhouse=clickhouse),
+    }
+    hour = f"{HOUR:%Y-%m-%d-%H:%M}"
+    selection = {"range-sample": [sampled_traces], "range-summarize": [trace_summaries]}.get(mode)
+    mark("imports")
+    result = dg.materialize(
+        [sampled_traces, trace_summaries],
+        selection=selection,
+        instance=instance,
+        resources=resources,
+        run_config=None
+        if mode == "range-sample"
+        else {"ops": {"trace_summaries": {"config": {"batch_size": RANGE_BATCH_SIZE}}}},
+        tags={
+            "dagster/asset_partition_range_start": f"{hour}|1",
+            "dagster/asset_partition_range_end": f"{hour}|{partitions}",
+        },
+    )
+    mark(mode.removeprefix("range-"))
+    facts: dict[str, Any] = {}
+    for asset, figure in (("sampled_traces", "traces_selected"), ("trace_summaries", "generated")):
+        materializations = result.asset_materializations_for_node(asset)
+        if materializations:
+            facts[figure] = materializations[0].metadata[figure].value
+            facts[f"{asset}_partitions"] = materializations[0].metadata["partitions"].value
+    return {"peak_mb": round(_hwm_mb(), 1), "marks": marks, "seconds": seconds, **facts}
+
+
+def _run_child(mode: str, dsn: str, handoff: Path, *extra: str) -> dict[str, Any]:
     completed = subprocess.run(
-        [sys.executable, __file__, "--child", mode, dsn, str(handoff)],
+        [sys.executable, __file__, "--child", mode, dsn, str(handoff), *extra],
         check=True,
         capture_output=True,
         text=True,
@@ -321,6 +485,62 @@ def _partition(dsn: str, handoff: Path, traces: int) -> tuple[dict[str, Any], di
     if sampled["traces"] != traces or sampled["excluded"] or summarized["summaries"] != traces:
         raise AssertionError(f"expected {traces} traces selected and summarized: {sampled}, {summarized}")
     return sampled, summarized
+
+
+def ranged_rows(quick: bool = False) -> list[Row]:
+    """Peak RSS of a ranged run of ``RANGE_PARTITIONS`` partitions (embedded chDB): each step's process, and
+    both steps in one process."""
+    partitions, full = (6, 2) if quick else (RANGE_PARTITIONS, RANGE_FULL)
+    data_dir = ranged_store(partitions, full)
+    dsn = f"chdb://{data_dir}"
+    handoff = data_dir.parent / "intermediate"
+    expected = sum(_range_traces(team, full, partitions) for team in range(1, partitions + 1))
+    results: dict[str, dict[str, Any]] = {}
+    for mode in ("range-sample", "range-summarize", "range-run"):
+        if mode != "range-summarize":
+            shutil.rmtree(handoff, ignore_errors=True)
+        results[mode] = _run_child(mode, dsn, handoff, str(partitions))
+    shutil.rmtree(handoff, ignore_errors=True)
+    for mode, result in results.items():
+        counted = [result.get(figure) for figure in ("traces_selected", "generated") if figure in result]
+        if not counted or any(count != expected for count in counted):
+            raise AssertionError(f"{mode}: expected {expected} traces sampled and summarized: {result}")
+    steps = max(results["range-sample"]["peak_mb"], results["range-summarize"]["peak_mb"])
+    shape = (
+        f"{partitions} partitions: {full} of {RANGE_FULL_TRACES} limit-size traces (first and last), "
+        f"{partitions - full} of {RANGE_SMALL_TRACES}; {expected} traces; batch_size {RANGE_BATCH_SIZE}, "
+        f"{RANGE_CALL_S} s per call"
+    )
+    return [
+        row(
+            f"peak RSS, ranged step of {partitions} partitions (embedded chDB)",
+            steps,
+            "MB",
+            baseline=TARGET_MB,
+            target=f"< {TARGET_MB} MB",
+            met=steps < TARGET_MB,
+            note=f"worst step process; {shape}",
+        ),
+        row(
+            "  sampled_traces step (range)",
+            results["range-sample"]["peak_mb"],
+            "MB",
+            note=_describe(results["range-sample"]),
+        ),
+        row(
+            "  trace_summaries step (range)",
+            results["range-summarize"]["peak_mb"],
+            "MB",
+            note=_describe(results["range-summarize"]),
+        ),
+        row(
+            "  both steps in one process (range, in-process executor)",
+            results["range-run"]["peak_mb"],
+            "MB",
+            baseline=TARGET_MB,
+            note=_describe(results["range-run"]),
+        ),
+    ]
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -361,13 +581,19 @@ def run(quick: bool = False) -> list[Row]:
             "  trace_summaries step (HTTP)", http_summarized["peak_mb"], "MB", note=_describe(http_summarized)
         ),
         row("floor: imports + one embedded store session", floor["peak_mb"], "MB", note=_describe(floor)),
+        *ranged_rows(quick),
     ]
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        print(json.dumps(child(*sys.argv[2:5])))
+        if sys.argv[2].startswith("range-"):
+            print(json.dumps(ranged_child(*sys.argv[2:5], int(sys.argv[5]))))
+        else:
+            print(json.dumps(child(*sys.argv[2:5])))
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    print_rows(run(quick=parser.parse_args().quick))
+    parser.add_argument("--ranged-only", action="store_true", help="only the ranged step's rows")
+    arguments = parser.parse_args()
+    print_rows(ranged_rows(arguments.quick) if arguments.ranged_only else run(quick=arguments.quick))

@@ -17,8 +17,8 @@ oversized kinds excluded by the sampling guards as in the pipeline):
 
 "Mentions" is decided by words outside quotes (``ERROR_WORDS``, ``FEEDBACK_WORDS``, a failed tool's name; a
 quote is the trace's own words, so a user asking why "test_discount is failing" is not an error mention), or
-by quoting the feedback itself: a paraphrase without those words is not counted as a mention, which makes
-coverage a lower bound for fluent LLM summaries.
+by quoting the feedback itself (24 consecutive characters of it, anywhere in the item): a paraphrase without
+those words is not counted as a mention, which makes coverage a lower bound for fluent LLM summaries.
 
 Summarizers: the offline heuristic one (target: >= 95% citation accuracy and coverage, it knows where things
 are), our OpenAI-compatible test server (answers of real models' shapes, content unrelated to the trace: the
@@ -50,6 +50,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,8 @@ FEEDBACK_WORDS = re.compile(
 # Quoted text is the trace's own words (the user's question, the model's answer), not the summary's statement:
 # "test_discount is failing" quoted is a question, not a mention of a failure.
 _QUOTED = re.compile(r'"[^"]*"|“[^”]*”|«[^»]*»')
+# An item quoting this many consecutive characters of the feedback mentions it, feedback words or not.
+QUOTE_CHARS = 24
 _REF = re.compile(r"L(\d+)(?:\s*-\s*L?(\d+))?")
 
 
@@ -195,6 +198,15 @@ def interesting_first(cases: Sequence[Case], count: int) -> list[Case]:
     return sorted(cases, key=weight)[:count]
 
 
+def quotes(text: str, source: str, chars: int = QUOTE_CHARS) -> bool:
+    """Whether ``text`` repeats at least ``chars`` consecutive characters of ``source`` (anywhere in it:
+    "The bot promised a refund and nothing happened" quotes "I'm furious. The bot promised a refund...")."""
+    if not source or len(text) < chars:
+        return False
+    match = SequenceMatcher(None, text, source, autojunk=False).find_longest_match()
+    return match.size >= chars
+
+
 def _lines(refs: str) -> list[int]:
     numbers: list[int] = []
     for match in _REF.finditer(refs or ""):
@@ -248,7 +260,7 @@ def evaluate(
             ("note", item) for item in properties.interesting_notes
         ]
         mentioned_error = mentioned_error_in_note = mentioned_feedback = False
-        feedback_quote = (truth.feedback_text or "")[:24].lower()
+        feedback_text = (truth.feedback_text or "").lower()
         if dump is not None:
             dump.append(_dump_entry(case, properties, text, items))
         for section, item in items:
@@ -272,7 +284,7 @@ def evaluate(
                 tally.mention["tool"] += 1
                 tally.accurate["tool"] += bool(cited & truth.failed_tool_events)
             if truth.feedback_event and (
-                FEEDBACK_WORDS.search(words) or (feedback_quote and feedback_quote in item.text.lower())
+                FEEDBACK_WORDS.search(words) or quotes(item.text.lower(), feedback_text)
             ):
                 mentioned_feedback = True
                 tally.mention["feedback"] += 1

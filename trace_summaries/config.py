@@ -478,6 +478,24 @@ class TeamsConfig(_Section):
         return value
 
 
+class RetentionConfig(_Section):
+    """How long the Dagster instance keeps finished runs: ``defs/retention.py`` prunes older ones daily.
+
+    Dagster OSS never deletes runs by itself, and at 1,000 teams an hour the runs, their tags and their
+    event logs (dozens of rows per partition run) grow without bound. Pruning keeps each partition's
+    materializations and check evaluations (its status in the UI and for backfills), see ``defs/retention``.
+    0 keeps every run (the daily job then does nothing).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TRACE_SUMMARIES_")
+
+    # Days a finished run (succeeded, failed or canceled) is kept after it ended; 0: forever.
+    run_retention_days: int = Field(default=30, ge=0, le=36_500)
+    # Runs pruned by one daily job run at most (in batches), so one run stays bounded in time after a long
+    # pause; a backlog beyond it is pruned by the following days' runs.
+    run_retention_max_runs: int = Field(default=100_000, ge=1, le=10_000_000)
+
+
 _S3_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
@@ -529,6 +547,7 @@ SECTIONS: tuple[type[_Section], ...] = (
     ScheduleConfig,
     TeamsConfig,
     S3Config,
+    RetentionConfig,
 )
 Section = TypeVar("Section", bound=_Section)
 
@@ -583,6 +602,7 @@ class Config:
     schedule: ScheduleConfig
     teams: TeamsConfig
     s3: S3Config
+    retention: RetentionConfig
 
 
 def environment_problems(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -610,6 +630,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         schedule=load(ScheduleConfig, environ),
         teams=load(TeamsConfig, environ),
         s3=load(S3Config, environ),
+        retention=load(RetentionConfig, environ),
     )
 
 

@@ -22,6 +22,7 @@ from trace_summaries.summarize.context_window import (
     table_context_tokens,
     text_budget_chars,
 )
+from trace_summaries.summarize.prompts import NOTABLE_LINES_RESERVE_CHARS
 from trace_summaries.write.event import SummaryEvent
 from trace_summaries_harness.one_partition import read_summary_events
 from trace_summaries_harness.openai_server import Fault, OpenAICompatibleServer
@@ -95,7 +96,7 @@ def test_a_small_context_samples_each_trace_text_down_to_its_budget(
     assert any(event.properties.text_repr_sampled for event in events)
     # What reached the model is what was budgeted: the user message holds the sampled text.
     prompts = [request.body["messages"][1]["content"] for request in llm_server.chat_requests()]
-    assert max(len(prompt) for prompt in prompts) < MIN_TEXT_CHARS + 500
+    assert max(len(prompt) for prompt in prompts) < MIN_TEXT_CHARS + 500 + NOTABLE_LINES_RESERVE_CHARS
 
 
 @pytest.mark.parametrize("store", ["chdb"], indirect=True)

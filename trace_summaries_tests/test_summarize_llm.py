@@ -22,6 +22,7 @@ from trace_summaries.summarize import (
     estimate_cost_usd,
     response_format,
 )
+from trace_summaries.summarize.heuristic import notable_lines
 from trace_summaries.summarize.prompts import chat_messages, system_prompt
 from trace_summaries.summarize.schema import ANSWER_LIMITS, SummarizationResponse, SummaryItem, bound_summary
 from trace_summaries.summarize.steps import trace_name
@@ -95,7 +96,10 @@ def test_the_request_is_the_one_the_sdk_create_call_sends(
     An admin key in the environment must not replace the API key."""
     monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-not-for-completions")
     settings = fast_settings(llm_server)
-    messages = chat_messages(checkout_text().text, trace_name(checkout_events()), "detailed")
+    notable = notable_lines(checkout_text(), checkout_events())
+    messages = chat_messages(
+        checkout_text().text, trace_name(checkout_events()), "detailed", notable_lines=notable
+    )
 
     async def summarizer_then_sdk() -> None:
         async with LLMSummarizer(settings) as summarizer:

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from trace_summaries.config import TeamsConfig, load
 from trace_summaries.defs.embedding_requests import run_summary_mode
+from trace_summaries.defs.io_managers import StoredSamples
 from trace_summaries.defs.partition_failures import failed_partitions
 from trace_summaries.defs.partition_sets import HOURS, TEAMS_NAME, WINDOW
 from trace_summaries.defs.resources import ClickHouseResource
@@ -21,7 +22,6 @@ from trace_summaries.partitions import (
     split_key,
     team_window_key,
 )
-from trace_summaries.sample import TeamHourSample
 from trace_summaries.scheduling.report import TeamRun, build_hourly_report
 from trace_summaries.scheduling.team_set import discover_teams, scheduled_teams
 from trace_summaries.write.event import SummaryEvent
@@ -111,7 +111,7 @@ def latest_team_runs(
 )
 def hourly_report(
     context: dg.AssetExecutionContext,
-    sampled_traces: dict[str, TeamHourSample],
+    sampled_traces: StoredSamples,
     trace_summaries: dict[str, list[SummaryEvent]],
     clickhouse: ClickHouseResource,
 ) -> dg.MaterializeResult:
@@ -128,6 +128,7 @@ def hourly_report(
             discovered = discover_teams(client, window.end)
     expected = scheduled_teams(config, discovered)
     registered = _registered_teams(context.instance.get_dynamic_partitions(TEAMS_NAME))
+    key_of = {key: key for key in sampled_traces}
     summaries: dict[int, dict[str, int]] = {}
     for team, events in _by_team(dict(trace_summaries)).items():
         for event in events:
@@ -137,7 +138,8 @@ def hourly_report(
         window.start,
         expected,
         registered,
-        {team: sample.stats.traces_selected for team, sample in _by_team(dict(sampled_traces)).items()},
+        # Each team's stats from its sample's header line: never the hour's samples themselves.
+        {team: sampled_traces.stats(key).traces_selected for team, key in _by_team(key_of).items()},
         summaries,
         latest_team_runs(context.instance, hour, registered),
     )

@@ -1,10 +1,13 @@
 """IO managers: where each asset's partitions are stored, one object per (hour, team) partition.
 
 Both handle ranged runs (a backfill or a sharded schedule tick covers many partitions in one step): outputs
-and inputs are dicts keyed by partition key, named below for what they hold.
+and inputs are mappings keyed by partition key, named below for what they hold.
 
-* ``sampled_traces`` stores ``SamplesByPartition`` as JSON-lines objects (``sample.model``), on local disk
-  or S3, and loads the same type.
+* ``sampled_traces`` writes each partition's sample as a JSON-lines object (``sample.model``), on local
+  disk or S3, through the store as soon as it is sampled (the asset holds the IO manager as a resource), and
+  returns ``StoredSamples``: the partitions written, each read back only when it is looked up. Loading gives
+  the same lazy mapping, so neither step of a ranged run holds the range's samples: sampling holds one at a
+  time, summarizing the few it is working on (``summarize.partition.summarize_partitions_sync``).
 * ``trace_summaries`` stores ``SummariesByPartition`` (each partition's outcome, its events among them) by
   replacing the partition's rows in the events table (``write.rows``), and loads ``EventsByPartition``:
   exactly the events that are in the table.
@@ -13,7 +16,7 @@ and inputs are dicts keyed by partition key, named below for what they hold.
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -27,26 +30,34 @@ from trace_summaries.config import Config
 from trace_summaries.defs.partition_sets import WINDOW
 from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.partitions import InvalidTeamKey, TeamHour, partition_object_name
-from trace_summaries.sample import TeamHourSample, jsonl_lines
+from trace_summaries.sample import SamplingStats, TeamHourSample, jsonl_lines
 from trace_summaries.summarize.partition import PartitionSummaries
 from trace_summaries.write.event import SummaryEvent
 from trace_summaries.write.rows import SummaryWindow, read_partitions, replace_partitions
 
-SamplesByPartition = dict[str, TeamHourSample]
+SamplesByPartition = Mapping[str, TeamHourSample]
 SummariesByPartition = dict[str, PartitionSummaries]
 EventsByPartition = dict[str, list[SummaryEvent]]
 
 
 class SampleStoreIOManager(dg.ConfigurableIOManager):
     """Stores ``sampled_traces`` as JSON lines, one object per partition: not pickle, so objects are safe
-    to load and readable by other tools. Subclasses say where objects live."""
+    to load and readable by other tools. Subclasses say where objects live.
+
+    The asset writes each sample as soon as it is sampled (``write_sample``) and returns ``StoredSamples``,
+    so a ranged run never holds every partition's sample at once; ``handle_output`` then only deletes the
+    objects of the range's failed partitions. A plain mapping of samples is still written here whole."""
 
     # Objects are written and read line by line (``TeamHourSample.iter_jsonl``/``read_jsonl``): a partition
     # at the size limits is ~200 MB of JSON lines, which must not sit in memory whole next to the sample.
     def _write(self, name: str, sample: TeamHourSample) -> None:
         raise NotImplementedError
 
-    def _read(self, name: str) -> TeamHourSample | None:
+    def _read(self, name: str, *, traces: bool = True) -> TeamHourSample | None:
+        """The object's sample; ``traces=False``: its header line only (stats, no traces)."""
+        raise NotImplementedError
+
+    def _exists(self, name: str) -> bool:
         raise NotImplementedError
 
     def _delete(self, name: str) -> None:
@@ -55,24 +66,84 @@ class SampleStoreIOManager(dg.ConfigurableIOManager):
     def location(self) -> str:
         raise NotImplementedError
 
+    def write_sample(self, asset: str, key: str, sample: TeamHourSample) -> None:
+        """Writes one partition's object (atomically: readers see the old object or the new one)."""
+        self._write(partition_object_name(asset, key), sample)
+
+    def delete_sample(self, asset: str, key: str) -> None:
+        self._delete(partition_object_name(asset, key))
+
+    def read_sample(self, asset: str, key: str, *, traces: bool = True) -> TeamHourSample | None:
+        """One partition's sample, read now; None when the partition has no object (it failed).
+        ``traces=False``: its header only (the sampling stats), without reading the traces."""
+        return self._read(partition_object_name(asset, key), traces=traces)
+
+    def stored(self, asset: str, keys: Iterable[str]) -> "StoredSamples":
+        """The partitions among ``keys`` that have an object, each read only when looked up."""
+        return StoredSamples(
+            self, asset, [key for key in keys if self._exists(partition_object_name(asset, key))]
+        )
+
     def handle_output(self, context: dg.OutputContext, obj: SamplesByPartition) -> None:
         asset = context.asset_key.path[-1]
         for key in set(map(str, context.asset_partition_keys)) - set(obj):
             # A partition of the range that failed: drop its old object so no later step reads stale data.
-            self._delete(partition_object_name(asset, key))
-        for key, sample in obj.items():
-            self._write(partition_object_name(asset, key), sample)
+            self.delete_sample(asset, key)
+        if not (isinstance(obj, StoredSamples) and obj.is_in(self, asset)):
+            for key, sample in obj.items():
+                self.write_sample(asset, key, sample)
         context.add_output_metadata({"objects_written": len(obj), "location": self.location()})
 
-    def load_input(self, context: dg.InputContext) -> SamplesByPartition:
-        """The samples of the requested partitions that exist; a missing one is a partition that failed."""
-        asset = context.asset_key.path[-1]
-        samples: SamplesByPartition = {}
-        for key in context.asset_partition_keys:
-            sample = self._read(partition_object_name(asset, key))
-            if sample is not None:
-                samples[str(key)] = sample
-        return samples
+    def load_input(self, context: dg.InputContext) -> "StoredSamples":
+        """The requested partitions that have a sample (a missing one is a partition that failed), each read
+        when it is looked up: the consumer decides how many samples are in memory at once."""
+        return self.stored(context.asset_key.path[-1], map(str, context.asset_partition_keys))
+
+
+class StoredSamples(Mapping[str, TeamHourSample]):
+    """Samples in a sample store, keyed by partition, in the order of the range: each lookup reads its
+    object anew and keeps nothing, so whoever drops a sample frees it (and a consumer should look each
+    partition up once: every lookup reads a whole object)."""
+
+    def __init__(self, store: SampleStoreIOManager, asset: str, keys: Iterable[str]) -> None:
+        self._store = store
+        self._asset = asset
+        self._keys = dict.fromkeys(keys)
+
+    def is_in(self, store: SampleStoreIOManager, asset: str) -> bool:
+        """Whether these samples are already objects of ``store`` (same kind and location) for ``asset``."""
+        same = type(store) is type(self._store) and store.location() == self._store.location()
+        return same and asset == self._asset
+
+    def __getitem__(self, key: str) -> TeamHourSample:
+        if key not in self._keys:
+            raise KeyError(key)
+        sample = self._store.read_sample(self._asset, key)
+        if sample is None:
+            raise KeyError(f"{key}: its sample is no longer in {self._store.location()}")
+        return sample
+
+    def stats(self, key: str) -> SamplingStats:
+        """A partition's sampling stats from its object's header line, without reading its traces (what
+        ``hourly_report`` needs of every team of the hour)."""
+        if key not in self._keys:
+            raise KeyError(key)
+        sample = self._store.read_sample(self._asset, key, traces=False)
+        if sample is None:
+            raise KeyError(f"{key}: its sample is no longer in {self._store.location()}")
+        return sample.stats
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"StoredSamples({self._store.location()}, {self._asset}, {list(self._keys)})"
 
 
 class SampleIOManager(SampleStoreIOManager):
@@ -92,13 +163,16 @@ class SampleIOManager(SampleStoreIOManager):
                 raise
         os.replace(handle.name, path)
 
-    def _read(self, name: str) -> TeamHourSample | None:
+    def _read(self, name: str, *, traces: bool = True) -> TeamHourSample | None:
         try:
             handle = (Path(self.base_dir) / name).open("rb")
         except FileNotFoundError:
             return None
         with handle:
-            return TeamHourSample.read_jsonl(handle)
+            return TeamHourSample.read_jsonl(handle, traces=traces)
+
+    def _exists(self, name: str) -> bool:
+        return (Path(self.base_dir) / name).is_file()
 
     def _delete(self, name: str) -> None:
         (Path(self.base_dir) / name).unlink(missing_ok=True)
@@ -157,14 +231,24 @@ class S3SampleIOManager(SampleStoreIOManager):
             io.BufferedReader(_LinesStream(sample.iter_jsonl())), self.bucket, self._key(name), Config=_UPLOAD
         )
 
-    def _read(self, name: str) -> TeamHourSample | None:
+    def _read(self, name: str, *, traces: bool = True) -> TeamHourSample | None:
         client = self.s3.get_client()
         try:
             body = client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
         except client.exceptions.NoSuchKey:
             return None
-        with closing(body):
-            return TeamHourSample.read_jsonl(jsonl_lines(body.iter_chunks(_READ_CHUNK)))
+        with closing(body):  # closed early when only the header is wanted: the rest is never downloaded
+            return TeamHourSample.read_jsonl(jsonl_lines(body.iter_chunks(_READ_CHUNK)), traces=traces)
+
+    def _exists(self, name: str) -> bool:
+        client = self.s3.get_client()
+        try:
+            client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     def _delete(self, name: str) -> None:
         self.s3.get_client().delete_object(Bucket=self.bucket, Key=self._key(name))

@@ -1,14 +1,16 @@
 """The first asset: the sampled traces of each (hour, team) partition."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
 
+from trace_summaries.defs.io_managers import SampleStoreIOManager, StoredSamples
 from trace_summaries.defs.partition_failures import settle_partition_failures
 from trace_summaries.defs.partition_sets import TEAM_HOUR, WINDOW
 from trace_summaries.defs.resources import ClickHouseResource
 from trace_summaries.partitions import InvalidTeamKey, TeamHour
-from trace_summaries.sample import SamplingConfig, TeamHourSample, sample_team_hour
+from trace_summaries.sample import SamplingConfig, SamplingStats, TeamHourSample, sample_team_hour
 from trace_summaries.store import StoreError
 
 _DEFAULTS = SamplingConfig()
@@ -33,55 +35,81 @@ class SampledTracesConfig(dg.Config):
     group_name="trace_summaries",
 )
 def sampled_traces(
-    context: dg.AssetExecutionContext, config: SampledTracesConfig, clickhouse: ClickHouseResource
-) -> dict[str, TeamHourSample]:
-    """The traces whose first event falls in the hour, size-guarded and capped, with all their events."""
+    context: dg.AssetExecutionContext,
+    config: SampledTracesConfig,
+    clickhouse: ClickHouseResource,
+    sample_io_manager: dg.ResourceParam[SampleStoreIOManager],
+) -> StoredSamples:
+    """The traces whose first event falls in the hour, size-guarded and capped, with all their events.
+
+    Each partition's sample is written to the sample store (the asset's own IO manager) as soon as it is
+    sampled and dropped before the next one is sampled, so a ranged run holds one sample at a time (a
+    partition at the size limits is a few hundred MB in memory); what the step returns reads them back on
+    demand. A partition that fails has its old object deleted right away, so no later step reads stale data.
+    """
     sampling = SamplingConfig(**config.model_dump())
-    samples: dict[str, TeamHourSample] = {}
+    asset = context.asset_key.path[-1]
+    stats: dict[str, SamplingStats] = {}
     failures: dict[str, str] = {}
     keys = list(context.partition_keys)
+
+    def sample_one(key: str, client: Any) -> None:
+        partition = TeamHour.parse(key, WINDOW)
+        sample = sample_team_hour(
+            client, partition.team_id, partition.window_start, partition.window_end, sampling
+        )
+        sample_io_manager.write_sample(asset, key, sample)
+        stats[key] = sample.stats
+
     for start in range(0, len(keys), SESSION_PARTITIONS):
         chunk = keys[start : start + SESSION_PARTITIONS]
         try:
             with clickhouse.session():  # held across the chunk; each partition nests its own session
                 for key in chunk:
                     try:
-                        partition = TeamHour.parse(key, WINDOW)
                         with clickhouse.session() as client:
-                            window = (partition.window_start, partition.window_end)
-                            samples[key] = sample_team_hour(client, partition.team_id, *window, sampling)
+                            sample_one(key, client)
                     except InvalidTeamKey as exc:
                         failures[key] = str(exc)
                     except StoreError as exc:
                         failures[key] = f"cannot read traces: {exc}"
         except StoreError as exc:  # the store could not be opened at all
-            unread = [key for key in chunk if key not in samples and key not in failures]
+            unread = [key for key in chunk if key not in stats and key not in failures]
             failures.update({key: f"cannot read traces: {exc}" for key in unread})
+    for key in failures:
+        sample_io_manager.delete_sample(asset, key)
     # One log entry for the step, a line per partition: each entry is an event-log write, ~20 ms apiece.
-    if samples:
+    if stats:
         context.log.info(
             "\n".join(
-                f"{key}: {s.stats.traces_selected} of {s.stats.traces_in_window} traces selected, "
-                f"{s.stats.events_fetched} events, {s.stats.malformed_rows} malformed rows"
-                for key, s in samples.items()
+                f"{key}: {s.traces_selected} of {s.traces_in_window} traces selected, "
+                f"{s.events_fetched} events, {s.malformed_rows} malformed rows"
+                for key, s in stats.items()
             )
         )
     failure_metadata = settle_partition_failures(context, failures)
-    context.add_output_metadata({**sampling_metadata(list(samples.values())), **failure_metadata})
-    return samples
+    context.add_output_metadata({**stats_metadata(list(stats.values())), **failure_metadata})
+    return StoredSamples(sample_io_manager, asset, [key for key in keys if key in stats])
 
 
-def sampling_metadata(samples: list[TeamHourSample]) -> dict[str, Any]:
+def sampling_metadata(samples: Sequence[TeamHourSample]) -> dict[str, Any]:
+    """The step's sampling figures, totalled over its partitions' samples."""
+    return stats_metadata([sample.stats for sample in samples])
+
+
+def stats_metadata(stats: Sequence[SamplingStats]) -> dict[str, Any]:
+    """The step's sampling figures, totalled over its partitions' stats (all a ranged run keeps of them)."""
+
     def total(field: str) -> int:
-        return sum(getattr(sample.stats, field) for sample in samples)
+        return sum(getattr(partition, field) for partition in stats)
 
     excluded: dict[str, int] = {}
-    for sample in samples:
-        for reason, count in sample.stats.traces_excluded.items():
+    for partition in stats:
+        for reason, count in partition.traces_excluded.items():
             excluded[reason] = excluded.get(reason, 0) + count
-    malformed = [uuid for sample in samples for uuid in sample.stats.malformed_event_uuids]
+    malformed = [uuid for partition in stats for uuid in partition.malformed_event_uuids]
     return {
-        "partitions": len(samples),
+        "partitions": len(stats),
         "traces_in_window": total("traces_in_window"),
         "traces_selected": total("traces_selected"),
         **{f"traces_excluded_{reason}": count for reason, count in excluded.items()},
@@ -90,8 +118,6 @@ def sampling_metadata(samples: list[TeamHourSample]) -> dict[str, Any]:
         "malformed_rows": total("malformed_rows"),
         "malformed_event_uuids": dg.MetadataValue.json(malformed[:50]),
         "duplicate_events_dropped": total("duplicate_events_dropped"),
-        "query_seconds": round(
-            sum(s.stats.select_query_seconds + s.stats.fetch_query_seconds for s in samples), 4
-        ),
+        "query_seconds": round(sum(s.select_query_seconds + s.fetch_query_seconds for s in stats), 4),
         "dagster/row_count": total("traces_selected"),
     }

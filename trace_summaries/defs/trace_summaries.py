@@ -9,6 +9,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from trace_summaries.defs.io_managers import StoredSamples
 from trace_summaries.defs.partition_failures import settle_partition_failures
 from trace_summaries.defs.partition_sets import TEAM_HOUR
 from trace_summaries.defs.resources import LLMResource
@@ -22,6 +23,7 @@ from trace_summaries.summarize.partition import (
     PartitionSummaries,
     summarize_partitions_sync,
 )
+from trace_summaries.summarize.prompts import NOTABLE_LINES_RESERVE_CHARS
 from trace_summaries.summarize.verify import SummaryVerifier, faithfulness, make_verifier
 from trace_summaries.text_repr import RenderOptions
 from trace_summaries.text_repr.redaction import RedactionConfig
@@ -61,19 +63,22 @@ class TraceSummariesConfig(dg.Config):
 def trace_summaries(
     context: dg.AssetExecutionContext,
     config: TraceSummariesConfig,
-    sampled_traces: dict[str, TeamHourSample],
+    sampled_traces: StoredSamples,
     llm: LLMResource,
 ) -> dict[str, PartitionSummaries]:
-    """Renders each sampled trace, summarizes it, and emits one `$ai_trace_summary` event per trace."""
+    """Renders each sampled trace, summarizes it, and emits one `$ai_trace_summary` event per trace.
+
+    The samples arrive unread (``StoredSamples``): each partition's is read when the summarizing needs its
+    traces to keep the step's calls busy, and each trace is let go as its call ends, so a ranged run holds
+    about one partition's sample at a time, never the range's (``summarize_partitions_sync``)."""
     setup = summarize_setup(config, llm)
-    samples = {key: sampled_traces[key] for key in context.partition_keys if key in sampled_traces}
     failures = {
         key: "no sample: sampled_traces failed for this partition"
         for key in context.partition_keys
-        if key not in samples
+        if key not in sampled_traces
     }
     progress = _ProgressLog(context)
-    summarized = setup.summarize(samples, on_progress=progress.partition)
+    summarized = setup.summarize(sampled_traces, on_progress=progress.partition)
     results: dict[str, PartitionSummaries] = {}
     report: list[str] = []
     for key, summaries in summarized.items():
@@ -156,7 +161,8 @@ def summarize_setup(config: TraceSummariesConfig, llm: LLMResource) -> Summarize
     max_length = config.max_text_length
     if window is not None:
         version = llm.settings().prompt_version
-        prompt_chars = sum(len(m["content"]) for m in chat_messages("", None, config.mode, version))
+        messages = chat_messages("", None, config.mode, version)
+        prompt_chars = sum(len(m["content"]) for m in messages) + NOTABLE_LINES_RESERVE_CHARS
         budget = text_budget_chars(
             window.tokens, answer_tokens=llm.max_output_tokens, prompt_chars=prompt_chars
         )

@@ -123,9 +123,10 @@ class TeamHourSample(BaseModel):
             handle.write(line)
 
     @classmethod
-    def read_jsonl(cls, lines: Iterable[bytes]) -> TeamHourSample:
+    def read_jsonl(cls, lines: Iterable[bytes], *, traces: bool = True) -> TeamHourSample:
         """The sample from its JSON lines as they arrive (a binary file iterates over them), parsing each
         trace's line before the next is read, so the raw text is never held whole next to the parsed traces.
+        ``traces=False`` reads the header line only (team, window, stats) and leaves the traces empty.
 
         Lines must be split on ``b"\\n"`` only (a binary file, ``jsonl_lines``), never with ``splitlines``:
         JSON leaves U+2028, U+2029 and U+0085 unescaped inside strings, and ``str.splitlines`` would cut a
@@ -133,6 +134,8 @@ class TeamHourSample(BaseModel):
         iterator = iter(lines)
         header = next(iterator, b"")
         sample = cls.model_validate_json(header.replace(b"{", b'{"traces":[],', 1))
+        if not traces:
+            return sample
         sample.traces = [
             SampledTrace.model_validate_json(line) for line in iterator if line not in (b"", b"\n")
         ]

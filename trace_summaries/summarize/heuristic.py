@@ -124,6 +124,31 @@ class _Candidate:
     item: SummaryItem
 
 
+# At most this many notable lines go to the LLM (``notable_lines``), the most important first, each of at
+# most this many characters: with its item's JSON around it, within ``prompts.NOTABLE_LINES_RESERVE_CHARS``.
+NOTABLE_LINES_MAX = 8
+NOTABLE_LINE_CHARS = 100
+
+
+def notable_lines(trace_text: TraceText, events: Sequence[Any]) -> list[str]:
+    """The lines an engineer would look at first, as ``"L<n>: <what it shows>"``: every error, the user's
+    feedback, the slowest step and the costliest generation (the heuristic summary's note candidates).
+
+    Given to an LLM after the trace text (prompt v3 on): a small model sees where the evidence is and
+    cites it, instead of counting line numbers up from the top (benchmark 14's prompt attempts).
+    """
+    steps = trace_steps(events)
+    lines = _TraceLines(trace_text)
+    candidates = [
+        candidate for candidate in _note_candidates(steps, lines, outliers=True) if candidate.item.line_refs
+    ]
+    chosen = sorted(candidates, key=lambda c: (-c.priority, c.order))[:NOTABLE_LINES_MAX]
+    first = _LINE.match(trace_text.text)
+    digits = len(first.group(1)) if first else 1  # written as the text numbers its lines: L045, not L45
+    numbered = sorted((int(c.item.line_refs.removeprefix("L")), c.item.text) for c in chosen)
+    return [f"L{number:0{digits}d}: {_snippet(text, NOTABLE_LINE_CHARS)}" for number, text in numbered]
+
+
 def _pick(candidates: list[_Candidate], limit: int) -> list[SummaryItem]:
     chosen = sorted(candidates, key=lambda c: (-c.priority, c.order))[:limit]
     return [candidate.item for candidate in sorted(chosen, key=lambda c: c.order)]
@@ -272,6 +297,10 @@ def _step_bullet(step: TraceStep, lines: _TraceLines) -> SummaryItem:
 
 
 def _notes(steps: list[TraceStep], lines: _TraceLines, rules: ModeRules) -> list[SummaryItem]:
+    return _pick(_note_candidates(steps, lines, outliers=rules.notes_for_outliers), rules.max_notes)
+
+
+def _note_candidates(steps: list[TraceStep], lines: _TraceLines, *, outliers: bool) -> list[_Candidate]:
     candidates: list[_Candidate] = []
     for order, step in enumerate(steps):
         if step.is_error and step.error:
@@ -299,9 +328,9 @@ def _notes(steps: list[TraceStep], lines: _TraceLines, rules: ModeRules) -> list
                     ),
                 )
             )
-    if rules.notes_for_outliers:
+    if outliers:
         candidates.extend(_outlier_notes(steps, lines))
-    return _pick(candidates, rules.max_notes)
+    return candidates
 
 
 def _outlier_notes(steps: list[TraceStep], lines: _TraceLines) -> list[_Candidate]:

@@ -36,6 +36,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from trace_summaries.summarize.endpoint import LLMSettings
+from trace_summaries.summarize.heuristic import notable_lines
 from trace_summaries.summarize.line_refs import check_summary_refs, citable_lines
 from trace_summaries.summarize.modes import SummaryMode
 from trace_summaries.summarize.pacing import MAX_ABSORBED_RETRIES, last_call_absorbed, paced_call
@@ -179,7 +180,9 @@ class LLMSummarizer:
     ) -> TraceSummaryResult:
         """Summarize one trace; never raises for an endpoint problem, the result says what went wrong."""
         policy = self.settings.retry_policy
-        messages = chat_messages(trace_text.text, trace_name(events), mode, self.settings.prompt_version)
+        version = self.settings.prompt_version
+        notable = notable_lines(trace_text, events)
+        messages = chat_messages(trace_text.text, trace_name(events), mode, version, notable)
         tally = _Tally(started=time.monotonic())
         flex = self.settings.service_tier == "flex"
         absorbed = 0  # failed attempts the pacer took as its own doing (pacing.last_call_absorbed)

@@ -9,9 +9,10 @@ as-is is pointless and the operator must act.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trace_summaries.sample import SampledTrace, TeamHourSample
 from trace_summaries.summarize import (
+    Provider,
     Summarizer,
     SummaryMode,
     TraceSummaryResult,
@@ -114,6 +116,15 @@ def render_trace(trace: SampledTrace, options: RenderOptions) -> TraceText:
 ProgressCallback = Callable[[int, int, int], None]
 
 
+@dataclass(frozen=True)
+class _TraceFacts:
+    """What a trace's outcome needs of it once its events are gone."""
+
+    trace_id: str
+    first_timestamp: datetime
+    event_count: int
+
+
 async def summarize_partition(
     sample: TeamHourSample,
     summarizer: Summarizer,
@@ -125,9 +136,22 @@ async def summarize_partition(
     redaction: RedactionConfig | None = None,
     pacer: CallPacer | None = None,
     verifier: SummaryVerifier | None = None,
+    work: OpenWork | None = None,
 ) -> PartitionSummaries:
     """Summarize the partition's traces; with ``verifier``, then check every generated summary's items
-    against the lines they cite (``verify.py``), under the same limits on traces and calls in flight."""
+    against the lines they cite (``verify.py``), under the same limits on traces and calls in flight.
+
+    Each trace's events and rendered text are let go as soon as its outcome is known (with a ``verifier``,
+    after its verification; a trace retried at half size keeps its events until the retry): when the
+    caller holds no other reference to ``sample`` (a ranged step), the partition shrinks as its calls end,
+    and the partition opened next overlaps only the last traces still in flight, not the whole sample.
+
+    ``work``, when given, has the partition's traces counted already (``OpenWork``): each is counted done
+    as it ends (a retry at half size and a verification count again while they run), which is what a
+    ranged step reads to decide when to open its next partition."""
+    if work is None:
+        work = OpenWork(batch_size)
+        work.add(len(sample.traces))
     result = PartitionSummaries(
         team_id=sample.team_id,
         window_start=sample.window_start,
@@ -137,14 +161,13 @@ async def summarize_partition(
     )
     texts: dict[str, TraceText] = {}
     redactions: dict[str, dict[str, int]] = {}
-    skipped: dict[str, TraceOutcome] = {}
-    to_summarize: dict[str, SampledTrace] = {}
-    for trace in sample.traces:
-        reason = _skip_reason(trace)
-        if reason is not None:
-            skipped[trace.trace_id] = TraceOutcome(trace_id=trace.trace_id, status="skipped", reason=reason)
-        else:
-            to_summarize[trace.trace_id] = trace
+    order, skipped, to_summarize = _split(sample)
+    work.done(len(order) - len(to_summarize))  # skipped traces (and any repeated id) are done
+    facts = {trace.trace_id: trace for trace in order}
+    del sample  # from here on, a trace's events live in ``to_summarize`` only, until its call ends
+    # Outcomes known as soon as a call ends (no verification to come, no retry): their texts are let go.
+    early: dict[str, TraceOutcome] = {}
+    calling: dict[int, str] = {}  # id of a text being summarized -> its trace
 
     def prepare(trace_id: str, options: RenderOptions = render) -> tuple[TraceText, list[dict[str, Any]]]:
         """Rendered when its LLM slot frees up, so rendering overlaps the calls in flight."""
@@ -157,53 +180,128 @@ async def summarize_partition(
             for event in events:  # properties only: uuids tie the summary's lines to their events
                 event["properties"], _ = redaction.redact_value(event["properties"])
         texts[trace_id] = text
+        calling[id(text)] = trace_id
         return text, events
 
+    def ended(text: TraceText, summary: TraceSummaryResult | None) -> None:
+        """A call ended: unless the trace is to be retried at half size, its events are no longer needed,
+        and without a verification to come, neither is its text once its outcome is built."""
+        trace_id = calling.pop(id(text))
+        if summary is not None and summary.reason == "context_exceeded":
+            return
+        to_summarize.pop(trace_id, None)
+        if verifier is None and summary is not None:
+            try:
+                outcome = _outcome(result, facts[trace_id], text, mode, summary, redactions.get(trace_id))
+            except Exception:  # a bug: raised again below, out of the partition, not as this trace's failure
+                return
+            early[trace_id] = outcome
+            del texts[trace_id]
+
     summaries = await summarize_prepared(
-        summarizer,
+        _Releasing(summarizer, ended),
         list(to_summarize),
         prepare,
         mode,
         batch_size=batch_size,
-        on_progress=on_progress,
+        on_progress=work.done_then(on_progress),
         pacer=pacer,
     )
     too_long = [key for key, summary in summaries.items() if summary.reason == "context_exceeded"]
     if too_long:
         # Once more, at half the size the text had: the endpoint counted more tokens than we planned for.
         smaller = {key: replace(render, max_length=len(texts[key].text) // 2) for key in too_long}
-        summaries |= await summarize_prepared(
+        work.add(len(too_long))
+        retried = await summarize_prepared(
             summarizer,
             too_long,
             lambda key: prepare(key, smaller[key]),
             mode,
             batch_size=batch_size,
+            on_progress=work.done_then(None),
             pacer=pacer,
         )
+        summaries |= retried
+        calling.clear()
+        for key in too_long:
+            to_summarize.pop(key, None)
     result.summaries = list(summaries.values())
     verifications: dict[str, SummaryVerification] = {}
     if verifier is not None:
         generated = {key: s.summary for key, s in summaries.items() if s.summary is not None}
+        work.add(len(generated))
         verifications = await _verify_all(
-            verifier, generated, texts, pacer if pacer is not None else CallPacer(batch_size)
+            verifier, generated, texts, pacer if pacer is not None else CallPacer(batch_size), work
         )
-    for trace in sample.traces:
+    for trace in order:
         if trace.trace_id in skipped:
             result.outcomes.append(skipped[trace.trace_id])
-            continue
-        summary = summaries[trace.trace_id]
-        result.outcomes.append(
-            _outcome(
-                sample,
-                trace,
-                texts[trace.trace_id],
-                mode,
-                summary,
-                redactions.get(trace.trace_id),
-                verifications.get(trace.trace_id),
+        elif trace.trace_id in early:
+            result.outcomes.append(early[trace.trace_id])
+        else:
+            result.outcomes.append(
+                _outcome(
+                    result,
+                    trace,
+                    texts[trace.trace_id],
+                    mode,
+                    summaries[trace.trace_id],
+                    redactions.get(trace.trace_id),
+                    verifications.get(trace.trace_id),
+                )
             )
-        )
     return result
+
+
+def _split(
+    sample: TeamHourSample,
+) -> tuple[list[_TraceFacts], dict[str, TraceOutcome], dict[str, SampledTrace]]:
+    """The partition's traces in order (what their outcomes need), the skipped ones' outcomes, and the
+    traces to summarize."""
+    order: list[_TraceFacts] = []
+    skipped: dict[str, TraceOutcome] = {}
+    to_summarize: dict[str, SampledTrace] = {}
+    for trace in sample.traces:
+        event_count = sum(1 for event in trace.events if event.event != "$ai_trace")
+        order.append(_TraceFacts(trace.trace_id, trace.first_timestamp, event_count))
+        reason = _skip_reason(trace)
+        if reason is not None:
+            skipped[trace.trace_id] = TraceOutcome(trace_id=trace.trace_id, status="skipped", reason=reason)
+        else:
+            to_summarize[trace.trace_id] = trace
+    return order, skipped, to_summarize
+
+
+class _Releasing:
+    """A partition's summarizer that reports each call's end (``ended(text, summary or None)``), so the
+    partition can let the trace go."""
+
+    def __init__(
+        self, inner: Summarizer, ended: Callable[[TraceText, TraceSummaryResult | None], None]
+    ) -> None:
+        self._inner = inner
+        self._ended = ended
+
+    @property
+    def provider(self) -> Provider:
+        return self._inner.provider
+
+    @property
+    def model(self) -> str:
+        return self._inner.model
+
+    async def summarize(
+        self, trace_text: TraceText, events: Sequence[Any], mode: SummaryMode
+    ) -> TraceSummaryResult:
+        summary: TraceSummaryResult | None = None
+        try:
+            summary = await self._inner.summarize(trace_text, events, mode)
+            return summary
+        finally:
+            self._ended(trace_text, summary)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 async def _verify_all(
@@ -211,6 +309,7 @@ async def _verify_all(
     summaries: Mapping[str, SummarizationResponse],
     texts: Mapping[str, TraceText],
     pacer: CallPacer,
+    work: OpenWork,
 ) -> dict[str, SummaryVerification]:
     """Every summary verified, at most the pacer's traces at once; a verifier's bug makes its trace's items
     unverifiable (with the error as a warning), never a failed trace."""
@@ -227,10 +326,71 @@ async def _verify_all(
                     notes=(None,) * len(summary.interesting_notes),
                     error=f"internal_error: {type(exc).__name__}: {exc}",
                 )
+            finally:
+                work.done()
 
     with pacing(pacer):
         results = await asyncio.gather(*(one(key) for key in summaries))
     return dict(zip(summaries, results, strict=True))
+
+
+class OpenWork:
+    """The traces of a step's open partitions still to summarize (or to retry at half size, or to verify):
+    whether the step needs another partition to keep ``wanted`` traces in progress (the pacer's limit).
+
+    A partition's traces are counted when it is opened, on its own ``share`` of the step's count, and each
+    is counted done as it ends; the step opens its next partition only while fewer than ``wanted`` are left
+    (``wait_for_room``). Open partitions are thus bounded by ``wanted`` (each holds at least one trace still
+    to do) and, at the size limits, about two: the tail of one and the next. A partition that ends, even by
+    an exception, gives back what it had not counted done (``close``), so the step never waits on it."""
+
+    def __init__(self, wanted: int, parent: OpenWork | None = None) -> None:
+        self.wanted = wanted
+        self.pending = 0
+        self._parent = parent
+        self._room: asyncio.Event | None = None
+
+    def share(self) -> OpenWork:
+        """A partition's own count, added to and taken from this one."""
+        return OpenWork(self.wanted, parent=self)
+
+    def add(self, count: int) -> None:
+        self.pending += count
+        if self._parent is not None:
+            self._parent.add(count)
+
+    def done(self, count: int = 1) -> None:
+        self.pending -= count
+        if self._parent is not None:
+            self._parent.done(count)
+        if self.pending < self.wanted:
+            self.wake()
+
+    def close(self) -> None:
+        if self.pending:
+            self.done(self.pending)
+
+    def done_then(self, on_progress: ProgressCallback | None) -> ProgressCallback:
+        """A progress callback (called once per trace done) that also counts the trace done."""
+
+        def progress(done: int, total: int, failed: int) -> None:
+            self.done()
+            if on_progress is not None:
+                on_progress(done, total, failed)
+
+        return progress
+
+    def wake(self) -> None:
+        """Has ``wait_for_room`` look again."""
+        if self._room is not None:
+            self._room.set()
+
+    async def wait_for_room(self, stop: Callable[[], bool]) -> None:
+        """Until fewer than ``wanted`` traces are left to do, or ``stop()``."""
+        while self.pending >= self.wanted and not stop():
+            self._room = self._room or asyncio.Event()
+            self._room.clear()
+            await self._room.wait()
 
 
 def summarize_partitions_sync(
@@ -249,30 +409,61 @@ def summarize_partitions_sync(
     step's, whatever its number of partitions, so the ``llm`` pool still bounds the calls of a deployment.
     The summarizer's connections belong to this loop and are closed with it.
 
+    Partitions are opened in the mapping's order, and only as the calls need them: the next one is looked up
+    (``samples[key]``: with ``StoredSamples``, read from the sample store, in a worker thread so the calls in
+    flight carry on) when the open ones have fewer than the limit's worth of traces left to summarize, and
+    each trace's events are let go as its call ends (``summarize_partition``). So a range of small
+    partitions still fills every slot, while a range at the size limits holds one sample and the last few
+    traces of the one before, not the range's (a lazy mapping is what makes that so; a dict holds its
+    samples anyway). The outcome is the same as summarizing all at once, in the same order.
+
     The limit adapts to the endpoint (``pacing.CallPacer``: from one call up to ``batch_size``); pass
     ``pacer`` to read what it did afterwards (``pacer.stats()``), else the step makes its own.
     """
     shared = pacer if pacer is not None else CallPacer(batch_size)
 
-    async def run() -> list[PartitionSummaries]:
+    async def run() -> dict[Key, PartitionSummaries]:
+        work = OpenWork(shared.max_limit)
+        tasks: dict[Key, asyncio.Task[PartitionSummaries]] = {}
+
+        def raised() -> bool:  # a partition raised (a bug, not a trace's failure): it fails the step below
+            return any(task.done() and task.exception() is not None for task in tasks.values())
+
+        def ended(share: OpenWork, _task: asyncio.Task[PartitionSummaries]) -> None:
+            share.close()
+            work.wake()
+
         try:
-            return await asyncio.gather(
-                *(
+            for key in samples:
+                await work.wait_for_room(stop=raised)
+                if raised():
+                    break
+                sample = await asyncio.to_thread(samples.__getitem__, key)
+                # Counted before its task starts, so the next turn of the loop sees this partition's work.
+                share = work.share()
+                share.add(len(sample.traces))
+                task = asyncio.create_task(
                     summarize_partition(
                         sample,
                         summarizer,
                         batch_size=batch_size,
                         pacer=shared,
                         on_progress=on_progress(key) if on_progress is not None else None,
+                        work=share,
                         **kwargs,
                     )
-                    for key, sample in samples.items()
                 )
-            )
+                task.add_done_callback(functools.partial(ended, share))
+                tasks[key] = task
+                del sample  # the task holds it, and frees it with its summaries built
+            return {key: await task for key, task in tasks.items()}
         finally:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
             await summarizer.aclose()
 
-    return dict(zip(samples, asyncio.run(run()), strict=True))
+    return asyncio.run(run())
 
 
 def _skip_reason(trace: SampledTrace) -> str | None:
@@ -284,8 +475,8 @@ def _skip_reason(trace: SampledTrace) -> str | None:
 
 
 def _outcome(
-    sample: TeamHourSample,
-    trace: SampledTrace,
+    partition: PartitionSummaries,
+    trace: _TraceFacts,
     text: TraceText,
     mode: SummaryMode,
     summary: TraceSummaryResult,
@@ -333,9 +524,9 @@ def _outcome(
             "verification_cost_usd": check.cost_usd or 0.0,
         }
     event = build_summary_event(
-        team_id=sample.team_id,
-        window_start=sample.window_start,
-        window_end=sample.window_end,
+        team_id=partition.team_id,
+        window_start=partition.window_start,
+        window_end=partition.window_end,
         trace_id=trace.trace_id,
         trace_first_timestamp=trace.first_timestamp,
         properties={
@@ -344,7 +535,7 @@ def _outcome(
             "flow_diagram": response.flow_diagram,
             "text_repr_length": len(text.text),
             "text_repr_sampled": text.sampled,
-            "event_count": sum(1 for event in trace.events if event.event != "$ai_trace"),
+            "event_count": trace.event_count,
             "model": summary.model,
             "provider": summary.provider,
             "prompt_version": summary.prompt_version,
