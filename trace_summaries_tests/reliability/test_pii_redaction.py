@@ -315,7 +315,8 @@ def test_with_redaction_on_no_pii_reaches_the_llm_and_the_event_counts_it(
     )
 
     requests = llm_server.chat_requests()
-    assert len(requests) == 2
+    # Both traces reached the LLM (a refused or cut-off first answer is asked again: every call counts below).
+    assert len({request.message_text("user") for request in requests}) == 2
     sent = "\n".join(json.dumps(request.body, ensure_ascii=False) for request in requests)
     reached = [value for value in PII if value in sent or value.upper() in sent]
     record(
@@ -345,7 +346,7 @@ def test_with_redaction_on_no_pii_reaches_the_llm_and_the_event_counts_it(
     sample: TeamHourSample = result.output_for_node("sampled_traces")[KEY]
     [trace] = [t for t in sample.traces if t.trace_id == "pii"]
     original = render_trace(trace, PIPELINE_RENDERING)
-    [prompt] = [r.message_text("user") for r in requests if "[REDACTED:" in r.message_text("user")]
+    [prompt] = {r.message_text("user") for r in requests if "[REDACTED:" in r.message_text("user")}
     sent_lines = re.findall(r"^(L\d+): ", prompt, re.MULTILINE)
     assert sent_lines == re.findall(r"^(L\d+): ", original.text, re.MULTILINE)
     cited = [
@@ -354,7 +355,9 @@ def test_with_redaction_on_no_pii_reaches_the_llm_and_the_event_counts_it(
         for ref in re.findall(r"L(\d+)", item.line_refs)
     ]
     assert cited and all(number in original.line_map for number in cited)
-    assert events["pii"].properties.line_refs_invalid == 0
+    # Nothing cited out of range: the only reference dropped is the one an answer without its key has.
+    last_shape = [r.shape for r in requests if r.message_text("user") == prompt][-1]
+    assert events["pii"].properties.line_refs_invalid == (last_shape == "missing_ref_key")
 
 
 def test_with_redaction_on_the_offline_summary_shows_no_pii(
