@@ -48,6 +48,7 @@ import json
 import math
 import re
 import select
+import signal
 import socket
 import struct
 import sys
@@ -1117,6 +1118,10 @@ def _embedding_texts(raw: Any) -> list[str] | None:
     return None
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="OpenAI-compatible test server (chat completions, embeddings)."
@@ -1145,6 +1150,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         rpm_window_s=args.rpm_window_s,
         repertoire=args.repertoire,
     )
+    # SIGTERM stops it like Ctrl-C, even when started from a shell that ignores SIGTERM (a background job
+    # under nohup passes the ignored disposition on through exec; `terminate()` then did nothing).
+    signal.signal(signal.SIGTERM, _interrupt)
     server.start()
     print(f"OpenAI-compatible test server on {server.base_url} (Ctrl-C to stop)", flush=True)
     try:
