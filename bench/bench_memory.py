@@ -68,6 +68,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -202,22 +203,28 @@ def calibrated_trace(seed: int, start: datetime) -> list[dict[str, Any]]:
 
 def memory_store(traces: int) -> Path:
     """The chDB directory holding ``traces`` limit-sized traces in one team-hour (built once)."""
-    from trace_summaries.demo import to_event_rows
-    from trace_summaries.store import TraceStore
-
     root = BENCH_DATA / f"memory-t{traces}-c{TRACE_CHARS}-v{LAYOUT_VERSION}"
     data_dir = root / "clickhouse"
     if (root / "done").exists():
         return data_dir
     print(f"building {traces} limit-sized traces in {root} (once) ...", file=sys.stderr, flush=True)
-    store = TraceStore(f"chdb://{data_dir}")
+    _build_store(root, (calibrated_trace(i, HOUR + timedelta(seconds=30 * i)) for i in range(traces)))
+    return data_dir
+
+
+def _build_store(root: Path, traces: Iterable[list[dict[str, Any]]]) -> None:
+    """Writes ``traces`` (each at the size limits) into ``root``'s chDB directory in batches, merges them into
+    one part as a server's background merges leave it (no merge runs inside a measured process), and marks
+    the directory done."""
+    from trace_summaries.demo import to_event_rows
+    from trace_summaries.store import TraceStore
+
+    store = TraceStore(f"chdb://{root / 'clickhouse'}")
     store.ensure_schema()
     with store.session() as client:
         client.command("TRUNCATE TABLE events")
     batch: list[dict[str, Any]] = []
-    for index in range(traces):
-        start = HOUR + timedelta(seconds=30 * index)
-        events = calibrated_trace(index, start)
+    for events in traces:
         assert len(events) == MAX_EVENTS and _trace_chars(events) <= MAX_CHARS
         batch += events
         if len(batch) >= 500:
@@ -225,10 +232,8 @@ def memory_store(traces: int) -> Path:
             batch = []
     store.insert_events(to_event_rows(batch))
     with store.session() as client:
-        # One merged part, as a server's background merges leave it: no merge runs inside a measured process.
         client.command("OPTIMIZE TABLE events FINAL")
     (root / "done").write_text("ok")
-    return data_dir
 
 
 def _range_traces(team: int, full: int, partitions: int) -> int:
@@ -255,34 +260,22 @@ def _clone(events: list[dict[str, Any]], team: int, index: int) -> list[dict[str
 def ranged_store(partitions: int, full: int) -> Path:
     """The chDB directory of the ranged step: teams 1..``partitions`` in HOUR, limit-size traces (built once;
     each team's traces are clones of the same calibrated ones, under their own ids)."""
-    from trace_summaries.demo import to_event_rows
-    from trace_summaries.store import TraceStore
-
     name = f"memory-range-p{partitions}-f{full}x{RANGE_FULL_TRACES}-s{RANGE_SMALL_TRACES}-c{TRACE_CHARS}"
     root = BENCH_DATA / f"{name}-v{LAYOUT_VERSION}"
     data_dir = root / "clickhouse"
     if (root / "done").exists():
         return data_dir
     print(f"building the ranged step's traces in {root} (once) ...", file=sys.stderr, flush=True)
-    store = TraceStore(f"chdb://{data_dir}")
-    store.ensure_schema()
-    with store.session() as client:
-        client.command("TRUNCATE TABLE events")
     most = max(_range_traces(team, full, partitions) for team in range(1, partitions + 1))
     base = [calibrated_trace(index, HOUR + timedelta(seconds=30 * index)) for index in range(most)]
-    batch: list[dict[str, Any]] = []
-    for team in range(1, partitions + 1):
-        for index in range(_range_traces(team, full, partitions)):
-            events = _clone(base[index], team, index)
-            assert len(events) == MAX_EVENTS and _trace_chars(events) <= MAX_CHARS
-            batch += events
-            if len(batch) >= 500:
-                store.insert_events(to_event_rows(batch))
-                batch = []
-    store.insert_events(to_event_rows(batch))
-    with store.session() as client:
-        client.command("OPTIMIZE TABLE events FINAL")
-    (root / "done").write_text("ok")
+    _build_store(
+        root,
+        (
+            _clone(base[index], team, index)
+            for team in range(1, partitions + 1)
+            for index in range(_range_traces(team, full, partitions))
+        ),
+    )
     return data_dir
 
 
