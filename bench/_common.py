@@ -284,3 +284,45 @@ def seeded_samples(partitions: int, traces: int) -> dict[str, Any]:
             stats=SamplingStats(),
         )
     return samples
+
+
+# -- the production Dagster instance (benchmarks 15 and 16) --------------------------------------------------
+
+
+def deployed_dagster_env() -> dict[str, str]:
+    """The environment deploy/values.yaml gives the daemon: Dagster's own switches (the planned events)."""
+    import yaml
+
+    values = yaml.safe_load((REPO / "deploy" / "values.yaml").read_text())
+    return {str(k): str(v) for k, v in (values["dagsterDaemon"].get("env") or {}).items()}
+
+
+def instance_size(pg: Any) -> dict[str, tuple[int, int]]:
+    """``table -> (rows, bytes)`` of every table of a Dagster instance's PostgreSQL database (``pg``: the
+    harness's ``PostgresInfo``): exact row counts, and sizes with indexes and TOAST."""
+    import psycopg2
+
+    connection = psycopg2.connect(**pg.connect_kwargs())
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+            tables = [name for (name,) in cursor.fetchall()]
+            sizes: dict[str, tuple[int, int]] = {}
+            for table in tables:
+                cursor.execute(f'SELECT count(*), pg_total_relation_size(%s) FROM "{table}"', (table,))
+                rows, size = cursor.fetchone()
+                sizes[table] = (int(rows), int(size))
+            return sizes
+    finally:
+        connection.close()
+
+
+def instance_growth(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    """``table -> (rows added, bytes added)`` between two ``instance_size`` snapshots, largest first."""
+    growth = {
+        table: (rows - before.get(table, (0, 0))[0], size - before.get(table, (0, 0))[1])
+        for table, (rows, size) in after.items()
+    }
+    return dict(sorted(growth.items(), key=lambda item: -item[1][0]))

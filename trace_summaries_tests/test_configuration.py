@@ -43,8 +43,13 @@ OUR_PREFIXES = ("TRACE_SUMMARIES_", "KAFKA_", "OPENAI_", "AWS_")
 ENV_READERS = {"getenv", "EnvVar", "int_setting", "choice_setting", "_get"}
 # Methods that read a variable when called on something named like an environment mapping.
 MAPPING_READS = {"get", "pop", "setdefault"}
-# Variables that are not ours but that a production deployment sets (boto3 reads them); documented too.
-DOCUMENTED_EXTRAS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+# Variables that are not ours but that a production deployment sets (boto3 reads the AWS ones, Dagster its
+# planned-events switch); documented too.
+DOCUMENTED_EXTRAS = {
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS",
+}
 # A few names the scan must find, so a scanner that silently finds nothing cannot pass.
 KNOWN = {
     "TRACE_SUMMARIES_CLICKHOUSE_DSN",

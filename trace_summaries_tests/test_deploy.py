@@ -275,6 +275,10 @@ POSTGRES_STORAGES = {
 }
 
 
+DAEMON_THREAD_SETTINGS = ("sensors", "schedules", "backfills")
+PLANNED_EVENTS_SWITCH = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
+
 def instance_from_values(values: dict[str, Any]) -> dict[str, Any]:
     """The dagster.yaml ``configmap-instance.yaml`` renders for the settings deploy/values.yaml makes.
 
@@ -321,6 +325,14 @@ def instance_from_values(values: dict[str, Any]) -> dict[str, Any]:
         },
         "telemetry": {"enabled": values["telemetry"]["enabled"]},
     }
+    # `dagsterDaemon.sensors|schedules|backfills` render as the daemon settings of the same names.
+    for key in DAEMON_THREAD_SETTINGS:
+        if daemon.get(key):
+            instance[key] = {
+                "use_threads": daemon[key]["useThreads"],
+                "num_workers": daemon[key]["numWorkers"],
+                "num_submit_workers": daemon[key]["numSubmitWorkers"],
+            }
     return instance | dict(values.get("additionalInstanceConfig") or {})
 
 
@@ -337,6 +349,9 @@ def test_the_instance_rendered_from_the_values_matches_deploy_dagster_yaml() -> 
     for key, value in rendered["run_monitoring"].items():
         assert reference["run_monitoring"][key] == value, key
     assert rendered["telemetry"] == reference["telemetry"]
+    for key in DAEMON_THREAD_SETTINGS:  # runs of ticks and backfills submitted in threads, both ways
+        assert rendered[key] == reference[key], key
+        assert reference[key]["use_threads"] and reference[key]["num_submit_workers"] > 1, key
     scheme = reference["storage"]["postgres"]["postgres_db"]["scheme"]
     assert scheme == values["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"
     assert rendered["run_storage"]["config"]["postgres_db"]["scheme"] == scheme
@@ -526,3 +541,17 @@ def test_the_example_environment_makes_the_secret_the_values_reference(tmp_path:
         secret["data"]
     )
     assert not any(re.match(r"^#", key) for key in secret["data"])
+
+
+def test_the_processes_that_create_runs_emit_one_planned_event_per_asset_everywhere() -> None:
+    """Dagster's switch is read by whichever process creates a run: the daemon (ticks, backfills) and the
+    webserver (UI launches) on Kubernetes, every process on a VM (the example env); all say the same."""
+    values = load_yaml("values.yaml")
+    example = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "secrets.example.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert values["dagsterDaemon"]["env"][PLANNED_EVENTS_SWITCH] == "true"
+    assert values["dagsterWebserver"]["env"][PLANNED_EVENTS_SWITCH] == "true"
+    assert example[PLANNED_EVENTS_SWITCH] == "true"

@@ -6,7 +6,10 @@ which the next run repairs) the table holds exactly one event per summarized tra
 
 A ranged run writes many partitions at once. Each ``DELETE`` is a mutation that costs about the same for one
 partition as for hundreds, so the partitions of a step are deleted and inserted in a few statements, not
-two per partition.
+two per partition. And most writes are a partition's first (every scheduled window is new): a count over the
+same filter (a read, tens of milliseconds) finds nothing to delete, and the ``DELETE`` (a mutation that
+gives every part of the month a new version, ~0.7 s on a 1,000-team table, benchmark 17) is not sent at
+all; only re-runs pay for one.
 """
 
 from __future__ import annotations
@@ -35,6 +38,14 @@ _MODE = "JSONExtractString(properties, '$ai_summary_mode')"
 
 DELETE_SQL = (
     "DELETE FROM events WHERE"
+    + _PARTITIONS_FILTER
+    + f" AND ({_PARTITION_KEY[1:-1]}, {_MODE})"
+    + " IN {keys:Array(Tuple(Int64, DateTime64(6, 'UTC'), String, String))}"
+)
+
+# Whether any of the chunk's (partition, mode) keys has events: a first write skips its DELETE.
+EXISTING_SQL = (
+    "SELECT count() FROM events WHERE"
     + _PARTITIONS_FILTER
     + f" AND ({_PARTITION_KEY[1:-1]}, {_MODE})"
     + " IN {keys:Array(Tuple(Int64, DateTime64(6, 'UTC'), String, String))}"
@@ -112,7 +123,9 @@ def replace_partitions(client: Client, batches: Sequence[SummaryBatch]) -> int:
             (w.team_id, as_utc(w.window_end), w.batch_run_id, b.mode)
             for w, b in zip(windows, chunk, strict=True)
         ]
-        client.command(DELETE_SQL, parameters={**_bounds(windows), "keys": keys})
+        parameters = {**_bounds(windows), "keys": keys}
+        if client.query(EXISTING_SQL, parameters=parameters).result_rows[0][0]:
+            client.command(DELETE_SQL, parameters=parameters)
     rows = [
         (e.uuid, e.event, e.properties_json(), e.timestamp, e.team_id, e.distinct_id)
         for batch in batches
