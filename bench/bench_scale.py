@@ -69,7 +69,7 @@ from trace_summaries_harness.dagster_stack import (
     start_daemon,
 )
 from trace_summaries_harness.ports import wait_until
-from trace_summaries_harness.postgres import PostgresInfo, postgres_server
+from trace_summaries_harness.postgres import postgres_server
 
 PROJECT = Path(__file__).resolve().parents[1]
 # (teams, days, deployed); the 1,000 x 7 baseline runs with Dagster's defaults, for the ratios of the fixes.
@@ -190,17 +190,6 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def instance_env(home: Path, pg: PostgresInfo) -> dict[str, str]:
-    return {
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_USERNAME": pg.user,
-        "DAGSTER_PG_PASSWORD": pg.password,
-        "DAGSTER_PG_HOST": pg.host,
-        "DAGSTER_PG_DB": pg.database,
-        "DAGSTER_PG_PORT": str(pg.port),
-    }
 
 
 DAEMON_SETTINGS = ("schedules", "sensors", "backfills")
@@ -420,7 +409,7 @@ def measure_size(size: Size, work: Path) -> None:
     with postgres_server() as pg:
         home = work / "dagster_home"
         write_instance_yaml(home, deployed=size.deployed)
-        env = instance_env(home, pg)
+        env = pg.instance_env(home)
         with environment(env), dg.DagsterInstance.get() as instance:
             started = time.perf_counter()
             instance.add_dynamic_partitions("teams", teams)

@@ -89,7 +89,7 @@ from trace_summaries.store import TraceStore
 from trace_summaries_harness.clickhouse_http import clickhouse_http_server
 from trace_summaries_harness.dagster_stack import PROJECT, Stack, StackError, dagster_stack, start_daemon
 from trace_summaries_harness.ports import wait_until
-from trace_summaries_harness.postgres import PostgresInfo, postgres_server
+from trace_summaries_harness.postgres import postgres_server
 
 SCHEDULE = "hourly_trace_summaries_schedule"
 ASSETS = ("sampled_traces", "trace_summaries", "embedding_requests")
@@ -145,18 +145,6 @@ QUICK = Sizing(teams=40, traces=10, shard_size=10, max_concurrent_runs=4, llm_po
 
 def log(message: str) -> None:
     print(f"[bench_scale_hour {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
-
-
-def instance_env(home: Path, pg: PostgresInfo) -> dict[str, str]:
-    """What deploy/dagster.yaml reads: DAGSTER_HOME and the DAGSTER_PG_* credentials."""
-    return {
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_USERNAME": pg.user,
-        "DAGSTER_PG_PASSWORD": pg.password,
-        "DAGSTER_PG_HOST": pg.host,
-        "DAGSTER_PG_DB": pg.database,
-        "DAGSTER_PG_PORT": str(pg.port),
-    }
 
 
 def write_instance_yaml(home: Path, sizing: Sizing) -> None:
@@ -340,7 +328,7 @@ def measure(tmp: Path, sizing: Sizing) -> dict[str, Any]:
         home = tmp / "dagster_home"
         write_instance_yaml(home, sizing)
         env = (
-            instance_env(home, pg)
+            pg.instance_env(home)
             | {
                 "TRACE_SUMMARIES_CLICKHOUSE_DSN": clickhouse.dsn,
                 "TRACE_SUMMARIES_ALLOWED_TEAM_IDS": ",".join(teams),

@@ -76,6 +76,17 @@ class PostgresInfo:
             "dbname": self.database,
         }
 
+    def instance_env(self, home: Path) -> dict[str, str]:
+        """What deploy/dagster.yaml reads: ``DAGSTER_HOME`` and the ``DAGSTER_PG_*`` credentials."""
+        return {
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_USERNAME": self.user,
+            "DAGSTER_PG_PASSWORD": self.password,
+            "DAGSTER_PG_HOST": self.host,
+            "DAGSTER_PG_DB": self.database,
+            "DAGSTER_PG_PORT": str(self.port),
+        }
+
     @property
     def dagster_yaml(self) -> str:
         """``storage: postgres:`` for runs, event logs and schedules; values JSON-quoted (valid YAML)."""

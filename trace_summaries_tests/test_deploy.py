@@ -358,14 +358,7 @@ def test_the_instance_rendered_from_the_values_matches_deploy_dagster_yaml() -> 
 
 
 def instance_info(home: Path, pg: PostgresInfo) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in base().items() if not k.startswith("DAGSTER_")} | {
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_USERNAME": pg.user,
-        "DAGSTER_PG_PASSWORD": pg.password,
-        "DAGSTER_PG_HOST": pg.host,
-        "DAGSTER_PG_DB": pg.database,
-        "DAGSTER_PG_PORT": str(pg.port),
-    }
+    env = {k: v for k, v in base().items() if not k.startswith("DAGSTER_")} | pg.instance_env(home)
     return subprocess.run(
         [DAGSTER, "instance", "info"], env=env, capture_output=True, text=True, timeout=180, check=False
     )
@@ -384,14 +377,7 @@ def effective_concurrency(home: Path, pg: PostgresInfo) -> dict[str, Any]:
         "                      'run_coordinator': type(instance.run_coordinator).__name__,\n"
         "                      'run_retries': instance.run_retries_max_retries}))\n"
     )
-    env = {k: v for k, v in base().items() if not k.startswith("DAGSTER_")} | {
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_USERNAME": pg.user,
-        "DAGSTER_PG_PASSWORD": pg.password,
-        "DAGSTER_PG_HOST": pg.host,
-        "DAGSTER_PG_DB": pg.database,
-        "DAGSTER_PG_PORT": str(pg.port),
-    }
+    env = {k: v for k, v in base().items() if not k.startswith("DAGSTER_")} | pg.instance_env(home)
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, check=False
     )

@@ -128,18 +128,6 @@ def roll_out_daemon(stack: Stack, log_path: Path) -> None:
     stack.processes[stack.processes.index(old)] = start_daemon(stack, log_path)
 
 
-def instance_env(home: Path, pg: PostgresInfo) -> dict[str, str]:
-    """What deploy/dagster.yaml reads: DAGSTER_HOME and the DAGSTER_PG_* credentials."""
-    return {
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_USERNAME": pg.user,
-        "DAGSTER_PG_PASSWORD": pg.password,
-        "DAGSTER_PG_HOST": pg.host,
-        "DAGSTER_PG_DB": pg.database,
-        "DAGSTER_PG_PORT": str(pg.port),
-    }
-
-
 @contextlib.contextmanager
 def open_instance(env: dict[str, str]) -> Iterator[dg.DagsterInstance]:
     """The same Postgres-backed instance, opened in this process (for ticks, runs, partitions)."""
@@ -240,7 +228,7 @@ def test_hourly_tick_on_the_production_stack_then_rematerialize_without_duplicat
         home = tmp_path / "dagster_home"
         home.mkdir()
         shutil.copyfile(PROJECT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-        env = instance_env(home, pg) | {
+        env = pg.instance_env(home) | {
             # The pipeline's settings: README's Configuration table, nothing else.
             "TRACE_SUMMARIES_CLICKHOUSE_DSN": clickhouse.dsn,
             "TRACE_SUMMARIES_ALLOWED_TEAM_IDS": ",".join(TEAMS),
