@@ -290,11 +290,18 @@ def seeded_samples(partitions: int, traces: int) -> dict[str, Any]:
 
 
 def deployed_dagster_env() -> dict[str, str]:
-    """The environment deploy/values.yaml gives the daemon: Dagster's own switches (the planned events)."""
+    """Dagster's own switches as deployed: the environment deploy/values.yaml gives the daemon (the planned
+    events), and the ``DAGSTER_*`` lines of deploy/secrets.example.env, the code server's and run pods'
+    environment (the event batch size)."""
     import yaml
 
     values = yaml.safe_load((REPO / "deploy" / "values.yaml").read_text())
-    return {str(k): str(v) for k, v in (values["dagsterDaemon"].get("env") or {}).items()}
+    env = {str(k): str(v) for k, v in (values["dagsterDaemon"].get("env") or {}).items()}
+    for line in (REPO / "deploy" / "secrets.example.env").read_text().splitlines():
+        if line.startswith("DAGSTER_") and "=" in line:
+            name, value = line.split("=", 1)
+            env[name] = value
+    return env
 
 
 def instance_size(pg: Any) -> dict[str, tuple[int, int]]:
@@ -326,3 +333,76 @@ def instance_growth(
         for table, (rows, size) in after.items()
     }
     return dict(sorted(growth.items(), key=lambda item: -item[1][0]))
+
+
+# Which process a command line belongs to, first match wins (benchmark 16's CPU accounting).
+CPU_CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("spawn_main", "run workers"),
+    ("execute_run", "run workers"),
+    ("dagster api grpc", "code servers"),
+    ("dagster-daemon", "daemon"),
+    ("dagster-webserver", "webserver"),
+    ("clickhouse_http", "ClickHouse (HTTP front + chDB)"),
+    ("_servers.py", "LLM server (simulated)"),
+    ("postgres", "PostgreSQL"),
+)
+
+
+class CpuMeter:
+    """CPU seconds by kind of process between ``start()`` and the last ``sample()``, from ``/proc``.
+
+    Each ``sample()`` reads every process's user+system time; a process that exits between two samples
+    loses what it used since the last one (sample every few seconds: run workers live for minutes). The
+    machine's busy share of its cores over the same time comes from ``/proc/stat``."""
+
+    def __init__(self) -> None:
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._machine_start: tuple[float, float] = (0.0, 0.0)
+        self._machine_end: tuple[float, float] = (0.0, 0.0)
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        """(busy, total) jiffies of all cores."""
+        fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    def _processes(self) -> Iterator[tuple[int, str, float]]:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            cpu = (float(fields[11]) + float(fields[12])) / self._tick  # utime + stime
+            category = next((name for key, name in CPU_CATEGORIES if key in cmdline), None)
+            if int(entry.name) == os.getpid():
+                category = "benchmark process"
+            if category is not None:
+                yield int(entry.name), category, cpu
+
+    def start(self) -> None:
+        self._first = {pid: cpu for pid, _, cpu in self._processes()}
+        self._machine_start = self._machine()
+
+    def sample(self) -> None:
+        for pid, category, cpu in self._processes():
+            self._last[pid] = (category, cpu)
+        self._machine_end = self._machine()
+
+    def by_category(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for pid, (category, cpu) in self._last.items():
+            totals[category] = totals.get(category, 0.0) + cpu - self._first.get(pid, 0.0)
+        return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+    def machine_busy(self) -> float:
+        """The share of all cores' time that was busy, from ``start()`` to the last ``sample()``."""
+        busy = self._machine_end[0] - self._machine_start[0]
+        total = self._machine_end[1] - self._machine_start[1]
+        return busy / total if total else 0.0

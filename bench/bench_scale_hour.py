@@ -34,32 +34,35 @@ Wall time: from the tick's scheduled time to the end of the last run. Ideal (the
 simulated LLM at full concurrency. Overhead = wall - ideal, as a share of the wall (target < 10%); wall
 target < 3600 s. Also: runs, partitions materialized (per asset, must equal the teams), the chat calls the
 server saw (must equal teams x traces), summary events written, tick-to-first-run-start latency, the
-server's peak of calls in flight, and where the time went per run (queued, start-up, sampling, pool wait,
-summarizing, the rest), from the runs' step events.
+server's peak of calls in flight, where the time went per run (queued, start-up, sampling, pool wait,
+summarizing, writing the summaries, the rest) from the runs' step events, what the steps' pacers did (their
+materializations' metadata), the overhead split by cause (``overhead_row``), and the machine's CPU by kind
+of process (``_common.CpuMeter``, from ``/proc``).
 
 Configuration (``FULL``; written down, as the target is "concurrency as configured"): 1,000 teams x 10
 traces = 10,000 calls; sharded, 20 runs of 50 teams; ``max_concurrent_runs`` 6 and ``llm`` pool 4 (two
-run slots more than pool slots, so the next runs start up and sample while four summarize); 10 calls in
-flight per run -> 40 at a time, ideal 250 s; ``schedules: {use_threads: true, num_workers: 2,
-num_submit_workers: 4}`` in the instance's dagster.yaml (deploy/dagster.yaml has none: see below).
-``QUICK``: 40 teams, 4 runs of 10, 4 runs / pool 4, 10 per run, run requests submitted one at a time.
+runs start up and sample while four summarize; measured with 8, the hand-overs were quicker but every step
+slower on the shared cores: 385.9 s against 357.2 s; with 10, 481.7 s; production's ratio is 20 / 8, one
+core per run pod); 10 calls in flight per run -> 40 at a time, ideal 250 s; the deployed daemon threads
+(``deploy/dagster.yaml``) and Dagster switches (``_common.deployed_dagster_env``: the planned events for the
+daemon, the event batch size for the runs). ``QUICK``: 40 teams, 4 runs of 10, 4 runs / pool 4.
 
-Where the overhead goes (December 2026, 2 cores shared with other benchmarks, load average 5-20):
+What changed the figure (December 2026, this 2-core machine, nothing else running; each row of
+bench/README.md's history is one run of this benchmark):
 
-* submitting the tick's runs: Dagster writes one ``ASSET_MATERIALIZATION_PLANNED`` event per partition and
-  asset when it creates a run (PostgreSQL event storage does not take a partition subset, and its batch
-  write falls back to one event at a time), each through fresh PostgreSQL connections (dagster-postgres
-  uses a NullPool): 3,000 events for 1,000 teams, about 0.15-0.5 s per partition on this machine. With
-  the default (one run request after the other) the tick took 486 s to submit 20 runs, longer than the
-  ideal wall itself, and the run queue, not the LLM, paced the hour: 728.5 s wall, 65.7% overhead.
-  ``num_submit_workers: 4`` submits four at a time: 113 s for the 20 runs, and the wall became 676.9 s
-  (63.1% overhead): the runs themselves then set the pace;
-* per run (mean of the 20, second run): process start-up and code loading (queued+launch), sampling 50
-  partitions (~20-26 s, the ClickHouse front serializes the engine), the LLM step's slow start (the
-  pacer grows from 1 call to 10),
-  CPU contention of 6 run processes on 2 cores (the summarize step took 94.5 s for its 50 s ideal, so the
-  llm pool's slots were busy 70% of the wall), and the end of the run (embedding requests, checks, and
-  the 150 ``ASSET_MATERIALIZATION`` events a run writes, again one fresh connection each): 10.8 s.
+* creating the tick's runs: one ``ASSET_MATERIALIZATION_PLANNED`` event per partition and asset, each
+  through new PostgreSQL connections, made the run queue pace the hour (486 s to submit 20 runs, wall 728.5 s,
+  65.7% overhead); the daemon's submit threads and ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``
+  (deploy/) create them in 8 s: wall 405-430 s (38-42%);
+* the end of each step: a ranged step's 50 materializations (x 3 assets) were 150 writes through new
+  connections, 5.4 s per run inside the summaries step's pool slot; ``DAGSTER_EVENT_BATCH_SIZE`` (deploy/)
+  writes a step's in one statement: 1.6 s. The summaries step now starts its calls where the last step on
+  the endpoint left them (``pacing.warm_start``), and run processes no longer import scikit-learn (1.5 s of
+  CPU each, only the daily cluster runs use it): wall 357 s (30%);
+* the rest is this machine: the run processes, the simulated LLM server, ClickHouse's HTTP front and
+  PostgreSQL share 2 cores (73% busy over the hour), so a summaries step takes ~60 s for its 50 s of calls;
+  alone on the machine the same step (500 traces, 10 in flight, warm start) takes 52.3 s. A run process
+  costs ~20 s of CPU, a quarter of it loading the code location (Dagster, the definitions, openai, boto3).
 
 Run standalone: ``python bench/bench_scale_hour.py [--quick]``.
 """
@@ -79,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import Row, bench_main, deployed_dagster_env, instance_growth, instance_size, row
+from _common import CpuMeter, Row, bench_main, deployed_dagster_env, instance_growth, instance_size, row
 from _servers import OpenAIServerProcess
 
 from trace_summaries.demo import seed_store
@@ -101,6 +104,13 @@ TICK_LEAD_S = 60
 READY_TIMEOUT_S = 300
 RUNS_TIMEOUT_S = 3600.0
 POLL_S = 2.0
+# The LLM step's pacing, from its materializations' metadata (summarize/pacing.py, the asset's figures).
+PACER_FIGURES = (
+    "llm_concurrency_final",
+    "llm_concurrency_decreases",
+    "llm_latency_p50_s",
+    "llm_latency_p95_s",
+)
 
 
 @dataclass(frozen=True)
@@ -133,7 +143,7 @@ class Sizing:
             f"{self.teams} teams x {self.traces} traces, sharded {self.runs} runs of {self.shard_size}, "
             f"max_concurrent_runs {self.max_concurrent_runs}, llm pool {self.llm_pool}, "
             f"LLM concurrency {self.llm_concurrency}/run -> {self.in_flight} calls in flight; "
-            "deploy/'s daemon settings and planned events"
+            "deploy/'s daemon settings and Dagster switches (planned events, event batches)"
         )
 
 
@@ -214,8 +224,11 @@ def roll_out_daemon(stack: Stack, log_path: Path) -> None:
     stack.processes[stack.processes.index(old)] = start_daemon(stack, log_path)
 
 
-def wait_for_tick_runs(stack: Stack, instance: Any, state: Any, tick_ts: float, deadline: float) -> Any:
-    """The tick at ``tick_ts`` once it has launched its runs and every run has finished."""
+def wait_for_tick_runs(
+    stack: Stack, instance: Any, state: Any, tick_ts: float, deadline: float, meter: CpuMeter
+) -> Any:
+    """The tick at ``tick_ts`` once it has launched its runs and every run has finished (the CPU meter
+    sampled at each look)."""
     import dagster as dg
     from dagster._core.scheduler.instigation import TickStatus
 
@@ -224,6 +237,7 @@ def wait_for_tick_runs(stack: Stack, instance: Any, state: Any, tick_ts: float, 
 
     def done() -> bool:
         stack.check_alive()
+        meter.sample()
         if "tick" not in found:
             ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=5)
             for tick in ticks:
@@ -253,7 +267,13 @@ def run_timings(instance: Any, run_ids: list[str]) -> list[dict[str, float]]:
     from dagster._core.events import DagsterEventType
 
     records = instance.get_run_records(filters=dg.RunsFilter(run_ids=run_ids))
-    kinds = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+    kinds = {
+        DagsterEventType.STEP_START,
+        DagsterEventType.STEP_SUCCESS,
+        DagsterEventType.STEP_FAILURE,
+        DagsterEventType.STEP_OUTPUT,
+        DagsterEventType.ASSET_MATERIALIZATION,
+    }
     timings: list[dict[str, float]] = []
     for record in records:
         timing: dict[str, float] = {
@@ -265,8 +285,20 @@ def run_timings(instance: Any, run_ids: list[str]) -> list[dict[str, float]]:
         }
         for entry in instance.all_logs(record.dagster_run.run_id, of_type=kinds):
             step = entry.step_key or ""
-            which = "start" if entry.dagster_event_type == DagsterEventType.STEP_START else "end"
-            timing[f"{step}:{which}"] = entry.timestamp
+            kind = entry.dagster_event_type
+            if kind == DagsterEventType.ASSET_MATERIALIZATION:
+                # The step's pacing figures (the same on each of its partitions' materializations).
+                metadata = entry.asset_materialization.metadata if entry.asset_materialization else {}
+                for name in PACER_FIGURES:
+                    if name in metadata:
+                        timing[f"{step}:{name}"] = float(metadata[name].value)
+                continue
+            # The step's output is returned when its work is done; the IO manager writes it after that.
+            if kind == DagsterEventType.STEP_OUTPUT:
+                timing.setdefault(f"{step}:output", entry.timestamp)
+            else:
+                which = "start" if kind == DagsterEventType.STEP_START else "end"
+                timing[f"{step}:{which}"] = entry.timestamp
         timings.append(timing)
     return timings
 
@@ -300,7 +332,9 @@ def breakdown(timings: list[dict[str, float]]) -> dict[str, float]:
         add("start-up", sample_start - t["start"])
         add("sampling", sample_end - sample_start)
         add("pool wait", llm_start - sample_end)
-        add("summarize+write", llm_end - llm_start)
+        llm_output = t.get("trace_summaries:output", llm_end)
+        add("summarize", llm_output - llm_start)
+        add("write", llm_end - llm_output)
         add("after", t["end"] - llm_end)
     return {name: sum(values) / len(values) for name, values in phases.items()}
 
@@ -384,11 +418,20 @@ def measure(tmp: Path, sizing: Sizing) -> dict[str, Any]:
         wait_until(new_daemon_up, timeout_s=READY_TIMEOUT_S, what="the new daemon", interval_s=1.0)
         figures["daemon_up_before_tick_s"] = tick.timestamp() - time.time()
         llm.reset_stats()
+        meter = CpuMeter()
+        meter.start()
         size_before = instance_size(pg)
         load_before = os.getloadavg()[0]
         tick_record = wait_for_tick_runs(
-            stack, instance, state, tick.timestamp(), time.monotonic() + TICK_LEAD_S + 120 + RUNS_TIMEOUT_S
+            stack,
+            instance,
+            state,
+            tick.timestamp(),
+            time.monotonic() + TICK_LEAD_S + 120 + RUNS_TIMEOUT_S,
+            meter,
         )
+        figures["cpu"] = meter.by_category()
+        figures["machine_busy"] = meter.machine_busy()
         load_after = os.getloadavg()[0]
         figures["instance_growth"] = instance_growth(size_before, instance_size(pg))
         run_ids = list(tick_record.run_ids)
@@ -510,11 +553,75 @@ def run(quick: bool = False) -> list[Row]:
             "s",
             note=", ".join(f"{name} {value:.1f}" for name, value in phases.items())
             + f"; summarize steps busy {sum(llm_busy):.0f} run-s = {occupancy:.0%} of the llm pool's "
-            f"{pool_slots} slots x the wall",
+            f"{pool_slots} slots x the wall; {pacing_note(timings, sizing)}",
             digits=1,
         ),
+        overhead_row(timings, wall, sizing),
+        cpu_row(figures["cpu"], figures["machine_busy"], sizing),
         *growth_rows(figures["instance_growth"], sizing),
     ]
+
+
+def overhead_row(timings: list[dict[str, float]], wall: float, sizing: Sizing) -> Row:
+    """Where the overhead (wall - ideal) went, in seconds of the wall: the llm pool's slots x the wall,
+    split into the calls' ideal time, the summarize steps' time beyond it (the pacer's start, calls in
+    flight below the limit: a starved process, the pacer lowering its limit), the summary writes (the IO
+    manager, inside the step and so inside its pool slot), and the slots' idle time (before the first
+    steps, hand-overs between runs, the tail)."""
+    slots = min(sizing.llm_pool, sizing.max_concurrent_runs, sizing.runs)
+    steps = [t for t in timings if "trace_summaries:end" in t]
+    summarize = sum(
+        t.get("trace_summaries:output", t["trace_summaries:end"]) - t["trace_summaries:start"] for t in steps
+    )
+    write = sum(
+        t["trace_summaries:end"] - t.get("trace_summaries:output", t["trace_summaries:end"]) for t in steps
+    )
+    ideal_slot_s = sizing.calls * LLM_LATENCY_S / sizing.llm_concurrency
+    idle = slots * wall - summarize - write
+    parts = {
+        "summarize beyond the calls' time": (summarize - ideal_slot_s) / slots,
+        "writes": write / slots,
+        "pool slots idle": idle / slots,
+    }
+    return row(
+        "overhead by cause",
+        wall - sizing.ideal_s,
+        "s",
+        note=", ".join(f"{name} {seconds:.1f} s ({seconds / wall:.1%})" for name, seconds in parts.items())
+        + f" of the wall, per slot of the llm pool's {slots}",
+        digits=1,
+    )
+
+
+def cpu_row(cpu: dict[str, float], busy: float, sizing: Sizing) -> Row:
+    """How busy the machine's cores were from the tick's wait to the last run's end, and who used them."""
+    runs = cpu.get("run workers", 0.0)
+    return row(
+        "machine CPU busy while the hour ran",
+        busy * 100,
+        "%",
+        note=f"{os.cpu_count()} cores; CPU seconds by process: "
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in cpu.items())
+        + f"; run workers {runs * 1000 / sizing.calls:.1f} ms of CPU per trace (every step and start-up)",
+        digits=1,
+    )
+
+
+def pacing_note(timings: list[dict[str, float]], sizing: Sizing) -> str:
+    """What the LLM steps' pacers did: the limit they ended at, how often they lowered it, the latency."""
+
+    def values(name: str) -> list[float]:
+        return [t[f"trace_summaries:{name}"] for t in timings if f"trace_summaries:{name}" in t]
+
+    finals, decreases = values("llm_concurrency_final"), values("llm_concurrency_decreases")
+    p50, p95 = values("llm_latency_p50_s"), values("llm_latency_p95_s")
+    if not finals:
+        return "no pacing figures"
+    return (
+        f"pacer: final limit {min(finals):.0f}-{max(finals):.0f} of {sizing.llm_concurrency}, "
+        f"{sum(decreases):.0f} decreases in {len(decreases)} steps; call latency p50 "
+        f"{sum(p50) / len(p50):.2f} s, p95 {sum(p95) / len(p95):.2f} s (mean over steps)"
+    )
 
 
 def growth_rows(growth: dict[str, tuple[int, int]], sizing: Sizing) -> list[Row]:

@@ -49,6 +49,7 @@ DOCUMENTED_EXTRAS = {
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS",
+    "DAGSTER_EVENT_BATCH_SIZE",
 }
 # A few names the scan must find, so a scanner that silently finds nothing cannot pass.
 KNOWN = {

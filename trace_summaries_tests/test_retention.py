@@ -386,3 +386,59 @@ def test_on_postgres_with_deploy_dagster_yaml_old_runs_shrink_to_their_asset_rec
     assert {instance.get_run_record_by_id(r) is not None for r in (queued, recent)} == {True}
     assert instance.get_materialized_partitions(SUMMARIES) == {key(3), key(5)}
     assert rebuilt_status(instance, partitions) == sorted({key(3), key(5)})
+
+
+def deployed_event_batch_size() -> str:
+    """``DAGSTER_EVENT_BATCH_SIZE`` as deploy/secrets.example.env sets it for the code server and run pods."""
+    lines = (PROJECT / "deploy" / "secrets.example.env").read_text().splitlines()
+    [value] = [line.split("=", 1)[1] for line in lines if line.startswith("DAGSTER_EVENT_BATCH_SIZE=")]
+    return value
+
+
+def test_on_postgres_a_ranged_run_with_the_deployed_event_batch_records_every_partition_once(
+    deploy_instance: tuple[dg.DagsterInstance, PostgresInfo],
+    chdb_store: TraceStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the deployed batch size, a ranged step's materializations are written together (Dagster's
+    batch path, one statement for the step's partitions); each partition is still recorded exactly once per
+    asset, with its tags, so partition status, run retention and the retry sensor read the same."""
+    instance, pg = deploy_instance
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", deployed_event_batch_size())
+    assert int(deployed_event_batch_size()) >= 50  # a 50-team shard's step in one batch
+    teams = ["3", "5", "7"]
+    instance.add_dynamic_partitions(TEAMS.name, teams)
+    job = pipeline_definitions(chdb_store, tmp_path).resolve_job_def("trace_summaries_job")
+
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": key(3),
+            "dagster/asset_partition_range_end": key(7),
+        },
+    )
+
+    assert result.success
+    keys = {key(int(team)) for team in teams}
+    for asset in ("sampled_traces", "trace_summaries"):  # the first two stages (pipeline_definitions)
+        assert instance.get_materialized_partitions(dg.AssetKey(asset)) == keys, asset
+    per_partition = sql_count(
+        pg,
+        "SELECT count(DISTINCT partition) FROM event_logs WHERE run_id = %s AND asset_key = %s"
+        " AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+        result.run_id,
+        SUMMARIES.to_string(),
+    )
+    rows = sql_count(
+        pg,
+        "SELECT count(*) FROM event_logs WHERE run_id = %s AND asset_key = %s"
+        " AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+        result.run_id,
+        SUMMARIES.to_string(),
+    )
+    assert per_partition == rows == len(teams)
+    records = instance.fetch_materializations(SUMMARIES, limit=10).records
+    assert sorted(record.partition_key for record in records) == sorted(keys)
+    latest = instance.get_latest_materialization_event(SUMMARIES)
+    assert latest is not None and latest.run_id == result.run_id

@@ -183,6 +183,7 @@ def test_pacing_figures_are_reported_as_metadata() -> None:
     pacer = CallPacer(5)
     assert pacer.limit == 1
     assert pacer.stats().metadata() == {
+        "llm_concurrency_initial": 1,
         "llm_concurrency_final": 1,
         "llm_concurrency_max_reached": 1,
         "llm_concurrency_allowed": 5,

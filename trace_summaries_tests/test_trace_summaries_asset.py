@@ -292,3 +292,25 @@ def test_rematerializing_a_partition_keeps_event_ids_even_after_a_killed_run(
         assert third.success
 
     assert summary_events(seeded) == expected
+
+
+def test_a_run_starts_its_calls_where_the_last_run_on_the_same_endpoint_and_model_left_them(
+    seeded: TraceStore, instance: dg.DagsterInstance, tmp_path: Path, llm_server: OpenAICompatibleServer
+) -> None:
+    """The first run starts at one call in flight (nothing known) and doubles; the next run on the same
+    endpoint and model starts at half the limit the first ended at (one read of the asset's latest
+    materialization); another model starts cold again."""
+    llm = fake_llm(llm_server)
+    first = metadata(run(seeded, instance, tmp_path, llm, batch_size=6))
+    assert first["llm_endpoint"] == f"{llm_server.url.removeprefix('http://')}/v1 gpt-4.1-nano"
+    assert TEST_API_KEY not in str(first)
+    assert first["llm_concurrency_initial"] == 1
+    assert first["llm_concurrency_final"] >= 2
+
+    second = metadata(run(seeded, instance, tmp_path, llm, batch_size=6))
+    assert second["llm_concurrency_initial"] == first["llm_concurrency_final"] // 2 > 1
+    assert second["generated"] == TRACES
+
+    other_model = metadata(run(seeded, instance, tmp_path, llm, batch_size=6, model="gpt-4.1-mini"))
+    assert other_model["llm_endpoint"].endswith(" gpt-4.1-mini")
+    assert other_model["llm_concurrency_initial"] == 1

@@ -28,9 +28,10 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.cluster import HDBSCAN, KMeans
-from sklearn.decomposition import PCA
-from sklearn.metrics import silhouette_score
+
+# scikit-learn is imported where it is used: this module is loaded with the definitions by every run process,
+# and importing sklearn costs ~1.5 s of CPU there (a third of loading the code location), which the hourly
+# summary runs, that never cluster, would pay each (bench/README.md, Scale: benchmark 16).
 
 Method = Literal["hdbscan", "kmeans"]
 Reducer = Literal["pca", "umap"]
@@ -240,6 +241,8 @@ def _import_umap() -> Any:
 
 def _reduce(matrix: FloatArray, params: ClusterParams) -> FloatArray:
     """The space the clustering runs in: PCA (exact SVD) or UMAP (cosine), at most ``max_dimensions``."""
+    from sklearn.decomposition import PCA
+
     n_items, n_dims = matrix.shape
     if params.reducer == "pca":
         components = min(params.max_dimensions, n_items - 1, n_dims)
@@ -260,6 +263,8 @@ def _reduce(matrix: FloatArray, params: ClusterParams) -> FloatArray:
 
 def _layout(matrix: FloatArray, params: ClusterParams) -> FloatArray:
     """2-D coordinates for a scatter plot: PCA to 2 dimensions, or UMAP (``layout_min_dist``)."""
+    from sklearn.decomposition import PCA
+
     if params.reducer == "pca":
         pca = PCA(n_components=2, svd_solver="full", random_state=params.random_state)
         return np.asarray(pca.fit_transform(matrix), dtype=np.float64)
@@ -275,6 +280,8 @@ def _layout(matrix: FloatArray, params: ClusterParams) -> FloatArray:
 
 def _hdbscan_labels(reduced: FloatArray, params: ClusterParams) -> npt.NDArray[np.int64]:
     """HDBSCAN labels (``-1`` = noise) with the anchor's settings."""
+    from sklearn.cluster import HDBSCAN
+
     n_items = reduced.shape[0]
     min_cluster_size = max(params.min_cluster_size, math.ceil(params.min_cluster_share * n_items))
     model = HDBSCAN(
@@ -288,6 +295,9 @@ def _hdbscan_labels(reduced: FloatArray, params: ClusterParams) -> npt.NDArray[n
 
 def _kmeans_labels(reduced: FloatArray, params: ClusterParams) -> tuple[npt.NDArray[np.int64], int]:
     """k-means labels for the k in ``[k_min, k_max]`` with the best silhouette (the smaller k on a tie)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
     n_items = reduced.shape[0]
     best: tuple[float, int, npt.NDArray[np.int64]] | None = None
     for k in range(params.k_min, min(params.k_max, n_items - 1) + 1):

@@ -16,13 +16,12 @@ word replaces it); ties go to the alphabetically first term, so names are determ
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from trace_summaries.cluster.algorithm import NOISE_LABEL, Cluster, Clustering, Item
 
@@ -47,7 +46,16 @@ SUMMARY_STOP_WORDS = frozenset(
         "mistral", "openai", "anthropic",
     }
 )  # fmt: skip
-STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | SUMMARY_STOP_WORDS
+
+
+@functools.cache
+def stop_words() -> frozenset[str]:
+    """scikit-learn's English stop words and the summaries' own; sklearn is imported on the first call, not
+    with the definitions (see ``algorithm.py``)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS) | SUMMARY_STOP_WORDS
+
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -62,7 +70,7 @@ class ClusterName:
 
 def _keep(token: str) -> bool:
     """A token is a term when long enough, not a stop word and not a number (or version like ``4o``)."""
-    return len(token) >= MIN_TOKEN_LENGTH and not token[0].isdigit() and token not in STOP_WORDS
+    return len(token) >= MIN_TOKEN_LENGTH and not token[0].isdigit() and token not in stop_words()
 
 
 def terms(text: str) -> list[str]:

@@ -16,7 +16,7 @@ from trace_summaries.defs.resources import LLMResource
 from trace_summaries.sample import TeamHourSample
 from trace_summaries.summarize import Summarizer, chat_messages
 from trace_summaries.summarize.context_window import text_budget_chars
-from trace_summaries.summarize.pacing import CallPacer
+from trace_summaries.summarize.pacing import CallPacer, endpoint_identity, warm_start
 from trace_summaries.summarize.partition import (
     ORIGINAL_RENDERING,
     PIPELINE_RENDERING,
@@ -71,7 +71,7 @@ def trace_summaries(
     The samples arrive unread (``StoredSamples``): each partition's is read when the summarizing needs its
     traces to keep the step's calls busy, and each trace is let go as its call ends, so a ranged run holds
     about one partition's sample at a time, never the range's (``summarize_partitions_sync``)."""
-    setup = summarize_setup(config, llm)
+    setup = summarize_setup(config, llm, remembered=lambda endpoint: last_pacing_limit(context, endpoint))
     failures = {
         key: "no sample: sampled_traces failed for this partition"
         for key in context.partition_keys
@@ -129,6 +129,8 @@ class SummarizeSetup:
     max_length: int
     # Set when the config asks to verify the summaries (``verify: true``).
     verifier: SummaryVerifier | None = None
+    # The endpoint and model the calls go to (``pacing.endpoint_identity``); None for the offline summarizer.
+    endpoint: str | None = None
 
     def summarize(
         self,
@@ -148,13 +150,24 @@ class SummarizeSetup:
         )
 
     def metadata(self) -> dict[str, Any]:
-        return self.pacer.stats().metadata() | {
-            "llm_context_tokens": self.context_tokens,
-            "text_max_chars": self.max_length,
-        }
+        endpoint = {"llm_endpoint": self.endpoint} if self.endpoint is not None else {}
+        return (
+            self.pacer.stats().metadata()
+            | endpoint
+            | {
+                "llm_context_tokens": self.context_tokens,
+                "text_max_chars": self.max_length,
+            }
+        )
 
 
-def summarize_setup(config: TraceSummariesConfig, llm: LLMResource) -> SummarizeSetup:
+def summarize_setup(
+    config: TraceSummariesConfig,
+    llm: LLMResource,
+    remembered: Callable[[str], int | None] | None = None,
+) -> SummarizeSetup:
+    """``remembered(endpoint)``: the limit the last step on that endpoint and model ended at, if known; the
+    step's pacer then starts warm (``pacing.warm_start``) instead of at one call."""
     base = PIPELINE_RENDERING if config.rendering == "compact" else ORIGINAL_RENDERING
     # Fit every trace into the model's context: the text gets what the fixed prompt and the answer leave.
     window = llm.context_window(config.model)
@@ -173,17 +186,36 @@ def summarize_setup(config: TraceSummariesConfig, llm: LLMResource) -> Summarize
         bounded_output=window is not None and window.reported_by_endpoint,
     )
     batch_size = config.batch_size or llm.concurrency
+    endpoint = endpoint_identity(llm.base_url, summarizer.model) if llm.has_endpoint else None
+    initial = warm_start(batch_size, remembered(endpoint) if remembered and endpoint else None)
     return SummarizeSetup(
         config=config,
         summarizer=summarizer,
         render=dataclasses.replace(base, max_length=max_length),
         redaction=RedactionConfig(enabled=config.redact_pii, extra_patterns=config.redaction_patterns),
-        pacer=CallPacer(batch_size),
+        pacer=CallPacer(batch_size, initial=initial),
         batch_size=batch_size,
         context_tokens=window.tokens if window else 0,
         max_length=max_length,
         verifier=make_verifier(summarizer) if config.verify else None,
+        endpoint=endpoint,
     )
+
+
+def last_pacing_limit(context: dg.AssetExecutionContext, endpoint: str) -> int | None:
+    """The LLM limit the asset's latest materialization ended at, when it called the same endpoint and
+    model: one read of the asset's record (its latest materialization, whatever the partition), so a run
+    starts where the runs before it left the endpoint instead of at one call."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    materialization = event.asset_materialization if event is not None else None
+    if materialization is None:
+        return None
+    metadata = materialization.metadata
+    same = metadata.get("llm_endpoint")
+    final = metadata.get("llm_concurrency_final")
+    if same is None or same.value != endpoint or final is None or not isinstance(final.value, int):
+        return None
+    return final.value
 
 
 class _ProgressLog:
