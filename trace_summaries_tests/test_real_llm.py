@@ -35,6 +35,7 @@ from trace_summaries.defs.sampled_traces import sampled_traces
 from trace_summaries.defs.trace_summaries import trace_summaries
 from trace_summaries.demo import seed_store
 from trace_summaries.store import TraceStore
+from trace_summaries.summarize.pacing import warm_start
 from trace_summaries.summarize.schema import SummarizationResponse, response_format
 from trace_summaries_harness.kafka_broker import running_kafka_broker
 from trace_summaries_harness.llama_server import (
@@ -289,6 +290,14 @@ def test_a_partition_of_demo_traces_runs_end_to_end_on_the_real_model_with_defau
         assert summaries["failed"] == 0, summaries
         assert "timeout" not in summaries["failed_by_reason"], summaries
         assert server.cancelled_calls() == [], f"calls abandoned by the client (timeouts):\n{report}"
+        # The pacing figures name this endpoint and model; the next run on it starts at half the limit this
+        # one ended at, which is never more calls than the server has slots (the one-slot server is not
+        # sent a burst because a run came before).
+        assert summaries["llm_endpoint"].endswith(f"/v1 {server.model}"), summaries
+        assert summaries["llm_concurrency_initial"] == 1, summaries
+        assert warm_start(summaries["llm_concurrency_allowed"], summaries["llm_concurrency_final"]) <= max(
+            1, server.parallel
+        ), summaries
 
         # Whatever the model got wrong about references is counted, and did not stop the run.
         (evaluation,) = result.get_asset_check_evaluations()
