@@ -289,6 +289,22 @@ def seeded_samples(partitions: int, traces: int) -> dict[str, Any]:
 # -- the production Dagster instance (benchmarks 15 and 16) --------------------------------------------------
 
 
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` set in this process's environment for the block, the previous values restored after (a
+    Dagster instance opened here reads its dagster.yaml's ``env:`` settings from it)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def deployed_dagster_env() -> dict[str, str]:
     """Dagster's own switches as deployed: the environment deploy/values.yaml gives the daemon (the planned
     events), and the ``DAGSTER_*`` lines of deploy/secrets.example.env, the code server's and run pods'

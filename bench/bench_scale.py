@@ -39,16 +39,13 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import contextlib
 import json
-import os
 import re
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -57,7 +54,7 @@ from typing import Any
 
 import dagster as dg
 import yaml
-from _common import Row, deployed_dagster_env, print_rows, row
+from _common import Row, deployed_dagster_env, environment, print_rows, row
 
 from trace_summaries.partitions import hour_key, team_window_key
 from trace_summaries_harness.dagster_stack import (
@@ -176,20 +173,6 @@ class Size:
     @property
     def label(self) -> str:
         return f"{self.teams:,} teams x {self.days} d" + ("" if self.deployed else " (Dagster defaults)")
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 DAEMON_SETTINGS = ("schedules", "sensors", "backfills")

@@ -82,7 +82,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import CpuMeter, Row, bench_main, deployed_dagster_env, instance_growth, instance_size, row
+from _common import (
+    CpuMeter,
+    Row,
+    bench_main,
+    deployed_dagster_env,
+    environment,
+    instance_growth,
+    instance_size,
+    row,
+)
 from _servers import OpenAIServerProcess
 
 from trace_summaries.demo import seed_store
@@ -171,17 +180,8 @@ def open_instance(env: dict[str, str]) -> Iterator[Any]:
     """The Postgres-backed instance opened in this process (its dagster.yaml reads the environment)."""
     import dagster as dg
 
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            yield instance
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with environment(env), dg.DagsterInstance.get() as instance:
+        yield instance
 
 
 def schedule_state(instance: Any) -> Any:
